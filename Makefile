@@ -1,0 +1,48 @@
+# textme-sdk: every target sets itself up from scratch on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+TMPCACHE := $(shell mktemp -d 2>/dev/null || echo /tmp/textme-test-cache)
+
+# Tests and the demo never touch the network.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test test-all docs bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt Makefile $(wildcard plugins/*/pyproject.toml)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first: the CPU build installs from a local file in seconds.
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -c constraints.txt -e ".[dev,train]"
+	@for p in plugins/*/; do \
+	  if [ -f $$p/pyproject.toml ]; then echo "installing plugin $$p"; \
+	    $(PIP) install --quiet -c constraints.txt -e $$p || exit 1; fi; done
+	$(PY) tools/install_env_fixes.py
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/textme demo
+
+test: setup
+	HF_HOME=$(TMPCACHE)/hf TEXTME_HOME=$(TMPCACHE)/textme \
+	  $(PY) -m pytest -q -m "not slow" tests $(wildcard plugins/*/tests)
+
+test-all: setup
+	HF_HOME=$(TMPCACHE)/hf TEXTME_HOME=$(TMPCACHE)/textme \
+	  $(PY) -m pytest -q tests $(wildcard plugins/*/tests)
+
+docs: setup
+	$(PIP) install --quiet -c constraints.txt -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) site build *.egg-info

@@ -1,0 +1,87 @@
+"""Typed errors. Every message names the problem and the fix."""
+
+from __future__ import annotations
+
+__all__ = [
+    "TextMEError",
+    "UnknownPluginError",
+    "UnknownModalityError",
+    "PluginLoadError",
+    "DimensionMismatchError",
+    "InvalidEmbeddingError",
+    "EmptyInputError",
+    "InvalidInputError",
+    "BundleError",
+    "BundleFormatError",
+    "BundleVersionError",
+    "BundleIntegrityError",
+    "MissingFileError",
+    "TrainingInterrupted",
+]
+
+
+class TextMEError(Exception):
+    """Base class of every error raised by textme-sdk."""
+
+
+class UnknownPluginError(TextMEError, KeyError):
+    """An encoder or anchor name that no installed plugin registers."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownModalityError(TextMEError, KeyError):
+    """A modality that a bundle does not contain."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class PluginLoadError(TextMEError):
+    """A plugin failed to import or register."""
+
+
+class DimensionMismatchError(TextMEError, ValueError):
+    """Shapes of encoder, projector, offsets and anchor do not agree."""
+
+
+class InvalidEmbeddingError(TextMEError, ValueError):
+    """An encoder or anchor produced NaN/inf values or a wrong shape."""
+
+
+class EmptyInputError(TextMEError, ValueError):
+    """An operation was given no inputs."""
+
+
+class InvalidInputError(TextMEError, ValueError):
+    """An input has the wrong type or content."""
+
+
+class BundleError(TextMEError):
+    """Base class of problems with a saved bundle."""
+
+
+class BundleFormatError(BundleError, ValueError):
+    """A bundle's config or weights are malformed."""
+
+
+class BundleVersionError(BundleError):
+    """A bundle was written by a newer format than this library reads."""
+
+
+class BundleIntegrityError(BundleError):
+    """A bundle file is truncated, tampered with, or does not match its recorded hash."""
+
+
+class MissingFileError(BundleError, FileNotFoundError):
+    """A file a bundle needs is not there."""
+
+
+class TrainingInterrupted(TextMEError):
+    """Training stopped on SIGINT/SIGTERM after saving a resumable checkpoint."""
+
+    def __init__(self, message: str, checkpoint_dir: str | None = None, step: int = 0):
+        super().__init__(message)
+        self.checkpoint_dir = checkpoint_dir
+        self.step = step
