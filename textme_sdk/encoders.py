@@ -183,9 +183,9 @@ class ModalityEncoder(_Lazy, ABC):
 
     Example:
         >>> from textme_sdk import get_encoder
-        >>> enc = get_encoder("toy-gap", dim=16)
-        >>> enc.encode_text(["a dog"]).shape
-        torch.Size([1, 16])
+        >>> enc = get_encoder("ref-image")          # doctest: +SKIP
+        >>> enc.encode_text(["a red dog"]).shape    # doctest: +SKIP
+        torch.Size([1, 64])
     """
 
     name: str = "encoder"

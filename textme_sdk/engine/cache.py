@@ -1,0 +1,132 @@
+"""On-disk cache of text embeddings, keyed by a content hash.
+
+The encoder-text and anchor embeddings of the training texts are computed once and reused by
+every epoch and every later run, so training never touches the big models again. Entries are
+safetensors files (float16 by default) named by ``sha256(model config, texts)``. Extraction
+writes chunk files as it goes, so an interrupted extraction resumes where it stopped; the final
+file is written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..errors import InvalidEmbeddingError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EmbeddingCache", "content_key", "default_cache_dir"]
+
+
+def default_cache_dir() -> Path:
+    """``$TEXTME_HOME`` or ``~/.cache/textme``."""
+    root = os.environ.get("TEXTME_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "textme"
+    )
+    return Path(root)
+
+
+def content_key(model: dict[str, Any], texts: Sequence[str]) -> str:
+    """sha256 over a model description (id, revision, options) and the exact texts."""
+    h = hashlib.sha256()
+    h.update(json.dumps(model, sort_keys=True, default=str).encode())
+    for t in texts:
+        b = t.encode("utf-8")
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    return h.hexdigest()
+
+
+def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Write a safetensors file via a temporary file and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class EmbeddingCache:
+    """Content-addressed store of ``[N, d]`` embedding matrices.
+
+    Args:
+        root: cache folder (default :func:`default_cache_dir` / ``embeddings``).
+        dtype: storage dtype (float16 halves disk and memory; embeddings are unit-norm).
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None, dtype: torch.dtype = torch.float16):
+        self.root = Path(root) if root is not None else default_cache_dir() / "embeddings"
+        self.dtype = dtype
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.safetensors"
+
+    def __contains__(self, key: str) -> bool:
+        return self.path(key).exists()
+
+    def load(self, key: str) -> torch.Tensor:
+        return load_file(str(self.path(key)))["embeddings"]
+
+    def get_or_compute(
+        self,
+        model: dict[str, Any],
+        texts: Sequence[str],
+        compute: Callable[[list[str]], torch.Tensor],
+        chunk_size: int = 8192,
+        show_progress_bar: bool | None = None,
+        description: str = "embedding texts",
+    ) -> torch.Tensor:
+        """Return the cached embeddings of ``texts`` under ``model``, computing what is missing.
+
+        ``compute(list_of_texts) -> [n, d]`` is called per chunk of ``chunk_size`` texts; each
+        finished chunk is saved at once, so a crash loses at most one chunk.
+        """
+        texts = list(texts)
+        key = content_key(model, texts)
+        final = self.path(key)
+        if final.exists():
+            logger.info("embedding cache hit %s (%d texts)", key[:12], len(texts))
+            return self.load(key)
+        parts = self.root / f"{key}.partial"
+        parts.mkdir(parents=True, exist_ok=True)
+        n_chunks = max(1, -(-len(texts) // chunk_size))
+        from tqdm.auto import tqdm
+
+        chunks = []
+        bar = tqdm(total=len(texts), desc=description,
+                   disable=not (show_progress_bar if show_progress_bar is not None else n_chunks > 1))
+        for c in range(n_chunks):
+            part = parts / f"{c:06d}.safetensors"
+            sub = texts[c * chunk_size : (c + 1) * chunk_size]
+            if part.exists():
+                emb = load_file(str(part))["embeddings"]
+            else:
+                emb = compute(sub).detach().to("cpu", self.dtype)
+                if emb.shape[0] != len(sub) or not torch.isfinite(emb).all():
+                    raise InvalidEmbeddingError(
+                        f"embedding chunk {c} has shape {tuple(emb.shape)} or non-finite values"
+                    )
+                atomic_save({"embeddings": emb}, part)
+            chunks.append(emb)
+            bar.update(len(sub))
+        bar.close()
+        out = torch.cat(chunks)
+        meta = {"model": json.dumps(model, sort_keys=True, default=str), "count": str(len(texts))}
+        atomic_save({"embeddings": out}, final, metadata=meta)
+        shutil.rmtree(parts, ignore_errors=True)
+        return out

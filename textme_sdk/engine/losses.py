@@ -1,0 +1,82 @@
+"""Hard-negative InfoNCE (paper Eq. 4), vectorised over the batch.
+
+For queries ``q_i`` (projected encoder-text embeddings) and keys ``k_j`` (anchor embeddings of
+the same texts), with ``S = cos(q_i, k_j)`` and ``s_i = S_ii``: the positive of query ``i`` is
+key ``i``; its negatives are the keys ``j != i`` with ``window[0]*s_i <= S_ij <= window[1]*s_i``
+(hard, but not so close to the positive that they are likely paraphrases). The loss is the
+mean over queries with at least one negative of ``-log softmax(S_i / tau)`` of the positive
+among ``{positive} + negatives``, and 0 when no query has a negative.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+__all__ = ["hard_negative_infonce", "reference_hard_negative_infonce"]
+
+
+def _similarities(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    if queries.shape != keys.shape:
+        raise ValueError(
+            f"queries {tuple(queries.shape)} and keys {tuple(keys.shape)} must have the same shape"
+        )
+    return F.normalize(queries.float(), dim=-1) @ F.normalize(keys.float(), dim=-1).T
+
+
+def hard_negative_infonce(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    temperature: float = 0.07,
+    window: tuple[float, float] = (0.1, 0.9),
+) -> torch.Tensor:
+    """Vectorised hard-negative InfoNCE; computed in float32 even under fp16 autocast.
+
+    Args:
+        queries: ``[B, d]`` projected embeddings (need not be normalised).
+        keys: ``[B, d]`` anchor embeddings; row ``i`` is the positive of query ``i``.
+        temperature: softmax temperature ``tau``.
+        window: ``(low, high)`` fractions of ``s_i`` bounding the negatives' similarity.
+
+    Returns:
+        A scalar tensor (differentiable w.r.t. ``queries`` and ``keys``).
+    """
+    with torch.autocast(device_type=queries.device.type, enabled=False):
+        sim = _similarities(queries, keys)
+        pos = sim.diagonal()
+        with torch.no_grad():
+            lo = window[0] * pos.unsqueeze(1)
+            hi = window[1] * pos.unsqueeze(1)
+            eye = torch.eye(sim.shape[0], dtype=torch.bool, device=sim.device)
+            neg = (sim >= lo) & (sim <= hi) & ~eye
+            active = neg.any(dim=1)
+        if not bool(active.any()):
+            return sim.sum() * 0.0
+        logits = (sim / temperature).masked_fill(~(neg | eye), float("-inf"))
+        per_query = torch.logsumexp(logits, dim=1) - pos / temperature
+        return per_query[active].mean()
+
+
+def reference_hard_negative_infonce(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    temperature: float = 0.07,
+    window: tuple[float, float] = (0.1, 0.9),
+) -> torch.Tensor:
+    """A straightforward per-query implementation of the same loss (for tests and benchmarks)."""
+    sim = _similarities(queries, keys)
+    losses = []
+    for i in range(sim.shape[0]):
+        s_i = sim[i, i]
+        negatives = [
+            sim[i, j]
+            for j in range(sim.shape[0])
+            if j != i and window[0] * s_i <= sim[i, j] <= window[1] * s_i
+        ]
+        if not negatives:
+            continue
+        logits = torch.stack([s_i, *negatives]) / temperature
+        losses.append(-torch.log_softmax(logits, dim=0)[0])
+    if not losses:
+        return sim.sum() * 0.0
+    return torch.stack(losses).mean()

@@ -1,0 +1,401 @@
+"""Projector training on cached text embeddings (paper Sec. 3.3, App. C.2, Table 11).
+
+Inputs are the centred encoder-text embeddings ``E_t(t_i) - mu_text`` and targets the anchor
+embeddings ``E_LLM(t_i)`` of the same texts: both precomputed, so a step is one MLP forward
+and backward plus the loss. AdamW, cosine schedule with linear warm-up, gradient clipping,
+fp16 autocast + GradScaler on CUDA, a held-out text split for model selection, and checkpoints
+that resume bit-for-bit after an interruption (SIGINT/SIGTERM save state before stopping).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import torch
+from safetensors.torch import load_file
+
+from ..errors import DimensionMismatchError, EmptyInputError, TrainingInterrupted
+from .cache import atomic_save
+from .losses import hard_negative_infonce
+from .projector import Projector
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TrainConfig", "TrainResult", "fit_projector"]
+
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of projector training; defaults are the paper's (Table 11).
+
+    Attributes:
+        epochs: passes over the training texts.
+        batch_size: texts per step (the InfoNCE batch).
+        lr: peak AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        betas: AdamW betas.
+        temperature: InfoNCE temperature ``tau``.
+        window: hard-negative window ``(low, high)`` as fractions of the positive similarity.
+        warmup_ratio: fraction of the steps spent in linear warm-up.
+        min_lr_ratio: the cosine schedule decays to ``lr * min_lr_ratio``.
+        grad_clip: max gradient norm (``0`` disables clipping).
+        precision: ``"auto"`` = fp16 autocast on CUDA, fp32 on CPU; or force one.
+        seed: seeds initialisation, the validation split and the batch order.
+        val_fraction: share of texts held out for model selection (0 = none).
+        hidden_dim, num_layers, dropout: projector shape (``None`` hidden = ``d_m``).
+        checkpoint_every: save a checkpoint every N steps (0 = at each epoch end only).
+        select_best: return the epoch with the best held-out R@1 rather than the last.
+        device: ``None`` = CUDA when available.
+    """
+
+    epochs: int = 50
+    batch_size: int = 512
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    temperature: float = 0.07
+    window: tuple[float, float] = (0.1, 0.9)
+    warmup_ratio: float = 0.05
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 1.0
+    precision: Precision = "auto"
+    seed: int = 0
+    val_fraction: float = 0.05
+    hidden_dim: int | None = None
+    num_layers: int = 2
+    dropout: float = 0.0
+    checkpoint_every: int = 0
+    select_best: bool = True
+    device: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["betas"], d["window"] = list(self.betas), list(self.window)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        d = dict(d)
+        for k in ("betas", "window"):
+            if k in d and d[k] is not None:
+                d[k] = tuple(d[k])
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"unknown TrainConfig fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`fit_projector` returns.
+
+    Attributes:
+        projector: the selected projector (best held-out epoch, or the last), on CPU, eval mode.
+        history: one dict per epoch (``epoch``, ``train_loss``, ``val_loss``, ``val_r1``, ``lr``).
+        best_epoch: the epoch the projector comes from.
+        steps: optimiser steps taken in total.
+        seconds: wall time of this call's training loop.
+        samples_per_second: training throughput of this call.
+    """
+
+    projector: Projector
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    steps: int = 0
+    seconds: float = 0.0
+    samples_per_second: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        last = self.history[-1] if self.history else {}
+        best = next((h for h in self.history if h["epoch"] == self.best_epoch), last)
+        return {
+            "epochs": len(self.history),
+            "steps": self.steps,
+            "best_epoch": self.best_epoch,
+            "final_train_loss": last.get("train_loss"),
+            "best_val_loss": best.get("val_loss"),
+            "best_val_r1": best.get("val_r1"),
+            "seconds": round(self.seconds, 2),
+        }
+
+
+# --------------------------------------------------------------------------------- helpers
+def _amp(precision: Precision, device: torch.device) -> tuple[bool, torch.dtype | None]:
+    if precision == "auto":
+        precision = "fp16" if device.type == "cuda" else "fp32"
+    if precision == "fp32":
+        return False, None
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision='fp16' needs CUDA; use 'bf16' or 'fp32' on CPU")
+    return True, torch.float16 if precision == "fp16" else torch.bfloat16
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Linear warm-up then cosine decay to ``lr * min_lr_ratio``."""
+    warm = int(cfg.warmup_ratio * total)
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    progress = (step - warm) / max(1, total - warm)
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _split(n: int, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    perm = torch.randperm(n, generator=_generator(cfg.seed))
+    n_val = int(round(n * cfg.val_fraction)) if cfg.val_fraction > 0 else 0
+    n_val = min(n_val, n - 2)
+    return perm[n_val:], perm[:n_val]
+
+
+def _epoch_order(train_idx: torch.Tensor, epoch: int, cfg: TrainConfig) -> list[torch.Tensor]:
+    perm = train_idx[torch.randperm(len(train_idx), generator=_generator(cfg.seed * 100_003 + epoch + 1))]
+    batches = list(perm.split(cfg.batch_size))
+    if len(batches) > 1 and len(batches[-1]) < 2:
+        batches.pop()  # a batch of one has no negatives
+    return batches
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """Turn SIGINT/SIGTERM into a flag checked after each step (main thread only)."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = {}
+
+    def handler(signum, frame):  # noqa: ARG001
+        flag.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield flag
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+
+# ------------------------------------------------------------------------------ checkpoints
+def _optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
+    sd = opt.state_dict()
+    tensors = {f"opt.{pid}.{k}": v for pid, st in sd["state"].items() for k, v in st.items()}
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()}
+              for g in sd["param_groups"]]
+    return tensors, groups
+
+
+def _optimizer_from_tensors(tensors: dict[str, torch.Tensor], groups: list) -> dict[str, Any]:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, v in tensors.items():
+        if key.startswith("opt."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    for g in groups:
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+    return {"state": state, "param_groups": groups}
+
+
+def save_checkpoint(path: Path, projector: Projector, opt: torch.optim.Optimizer,
+                    scaler: torch.amp.GradScaler, state: dict[str, Any],
+                    best: dict[str, torch.Tensor] | None) -> None:
+    """Everything needed to resume, as safetensors + JSON (never pickle); atomic per file."""
+    path.mkdir(parents=True, exist_ok=True)
+    opt_t, groups = _optimizer_to_tensors(opt)
+    tensors = {f"model.{k}": v.detach().cpu() for k, v in projector.state_dict().items()}
+    tensors.update({k: v.detach().cpu() for k, v in opt_t.items()})
+    if best is not None:
+        tensors.update({f"best.{k}": v for k, v in best.items()})
+    atomic_save(tensors, path / "state.safetensors")
+    meta = dict(state, param_groups=groups, scaler=scaler.state_dict())
+    tmp = path / ".trainer_state.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, path / "trainer_state.json")
+
+
+def _load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    return load_file(str(path / "state.safetensors")), json.loads((path / "trainer_state.json").read_text())
+
+
+# ------------------------------------------------------------------------------ evaluation
+@torch.no_grad()
+def _evaluate(projector: Projector, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+              device: torch.device) -> tuple[float, float]:
+    """Held-out loss (batched like training) and R@1 of projected text -> anchor of the same text."""
+    projector.eval()
+    z = torch.cat([projector(b.to(device).float()).float() for b in x.split(4096)])
+    yt = y.to(device).float()
+    losses = [hard_negative_infonce(zb, yb, cfg.temperature, cfg.window).item()
+              for zb, yb in zip(z.split(cfg.batch_size), yt.split(cfg.batch_size)) if len(zb) > 1]
+    hits = 0
+    for start in range(0, len(z), 4096):
+        sim = z[start : start + 4096] @ torch.nn.functional.normalize(yt, dim=-1).T
+        hits += (sim.argmax(1).cpu() == torch.arange(start, start + len(sim))).sum().item()
+    projector.train()
+    return (sum(losses) / len(losses) if losses else float("nan")), hits / len(z)
+
+
+# ---------------------------------------------------------------------------------- the loop
+def fit_projector(
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    config: TrainConfig | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    show_progress_bar: bool | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Train a :class:`Projector` mapping ``inputs`` rows onto ``targets`` rows.
+
+    Args:
+        inputs: ``[N, d_m]`` centred encoder-text embeddings (any float dtype; kept on CPU).
+        targets: ``[N, d_anchor]`` anchor embeddings of the same texts.
+        config: hyper-parameters (default: the paper's).
+        checkpoint_dir: where to save resumable state (every ``checkpoint_every`` steps, at
+            every epoch end, and on SIGINT/SIGTERM). ``None`` keeps nothing on disk.
+        resume: continue from the state in ``checkpoint_dir`` if there is one.
+        show_progress_bar: tqdm bar with the loss (default: on for runs over 50 steps).
+        on_step: called as ``on_step(global_step, loss)`` after each optimiser step.
+
+    Raises:
+        TrainingInterrupted: after a signal; the state is saved when ``checkpoint_dir`` is set.
+    """
+    cfg = config or TrainConfig()
+    if inputs.ndim != 2 or targets.ndim != 2 or len(inputs) != len(targets):
+        raise DimensionMismatchError(
+            f"inputs {tuple(inputs.shape)} and targets {tuple(targets.shape)} must be [N, d] "
+            "with the same N (one anchor embedding per training text)"
+        )
+    if len(inputs) < 2:
+        raise EmptyInputError(f"need at least 2 training texts, got {len(inputs)}")
+    device = torch.device(cfg.device) if cfg.device else torch.device(
+        "cuda" if torch.cuda.is_available() else "cpu")
+    use_amp, amp_dtype = _amp(cfg.precision, device)
+    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
+
+    train_idx, val_idx = _split(len(inputs), cfg)
+    x_dev = inputs.to(device)
+    y_dev = targets.to(device)
+    steps_per_epoch = len(_epoch_order(train_idx, 0, cfg))
+    total_steps = steps_per_epoch * cfg.epochs
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        projector = Projector(inputs.shape[1], targets.shape[1], cfg.hidden_dim,
+                              cfg.num_layers, cfg.dropout)
+    projector.to(device).train()
+    opt = torch.optim.AdamW(projector.parameters(), lr=cfg.lr, betas=cfg.betas,
+                            weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
+
+    state: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "history": [],
+                             "best_epoch": -1, "best_r1": -1.0, "best_loss": math.inf,
+                             "epoch_loss_sum": 0.0, "epoch_loss_n": 0, "config": cfg.to_dict()}
+    best: dict[str, torch.Tensor] | None = None
+    if resume and ckpt is not None and (ckpt / "trainer_state.json").exists():
+        tensors, saved = _load_checkpoint(ckpt)
+        if saved.get("config") != cfg.to_dict():
+            raise ValueError("the checkpoint was written with a different TrainConfig; "
+                             "resume with the same config or use a new checkpoint_dir")
+        projector.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
+                                  strict=True)
+        opt.load_state_dict(_optimizer_from_tensors(tensors, saved.pop("param_groups")))
+        scaler.load_state_dict(saved.pop("scaler"))
+        best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
+        state = saved
+        logger.info("resuming at epoch %d batch %d (step %d)", state["epoch"], state["batch"], state["step"])
+
+    def checkpoint() -> None:
+        if ckpt is not None:
+            save_checkpoint(ckpt, projector, opt, scaler, state, best)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total_steps, initial=state["step"], desc="training projector",
+               disable=not (show_progress_bar if show_progress_bar is not None else total_steps > 50))
+    t0, steps_here = time.perf_counter(), 0
+    with _stop_on_signals() as stop:
+        while state["epoch"] < cfg.epochs:
+            batches = _epoch_order(train_idx, state["epoch"], cfg)
+            while state["batch"] < len(batches):
+                idx = batches[state["batch"]].to(device)
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(state["step"], total_steps, cfg)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    z = projector(x_dev[idx].float())
+                loss = hard_negative_infonce(z, y_dev[idx], cfg.temperature, cfg.window)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if cfg.grad_clip:
+                    scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(projector.parameters(), cfg.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                loss_v = loss.item()
+                state["epoch_loss_sum"] += loss_v
+                state["epoch_loss_n"] += 1
+                state["batch"] += 1
+                state["step"] += 1
+                steps_here += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_v:.4f}", epoch=state["epoch"])
+                if on_step is not None:
+                    on_step(state["step"], loss_v)
+                if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0:
+                    checkpoint()
+                if stop.is_set():
+                    checkpoint()
+                    bar.close()
+                    raise TrainingInterrupted(
+                        f"training interrupted at step {state['step']}"
+                        + (f"; resume with resume=True and checkpoint_dir={str(ckpt)!r}" if ckpt
+                           else "; pass checkpoint_dir=... to make runs resumable"),
+                        str(ckpt) if ckpt else None, state["step"],
+                    )
+            best = _end_epoch(projector, x_dev, y_dev, val_idx, cfg, device, state, opt, best)
+            checkpoint()
+    bar.close()
+    seconds = time.perf_counter() - t0
+    if cfg.select_best and best is not None:
+        projector.load_state_dict(best, strict=True)
+    projector.cpu().eval()
+    return TrainResult(
+        projector=projector, history=state["history"], steps=state["step"], seconds=seconds,
+        best_epoch=state["best_epoch"] if cfg.select_best and best is not None else state["epoch"] - 1,
+        samples_per_second=steps_here * cfg.batch_size / seconds if seconds > 0 else 0.0,
+    )
+
+
+def _end_epoch(projector, x_dev, y_dev, val_idx, cfg, device, state, opt, best):
+    """Record the epoch, evaluate on the held-out texts, keep the best weights."""
+    record = {"epoch": state["epoch"],
+              "train_loss": state["epoch_loss_sum"] / max(1, state["epoch_loss_n"]),
+              "lr": opt.param_groups[0]["lr"]}
+    if len(val_idx) >= 2:
+        vloss, r1 = _evaluate(projector, x_dev[val_idx.to(device)], y_dev[val_idx.to(device)], cfg, device)
+        record.update(val_loss=vloss, val_r1=r1)
+        better = r1 > state["best_r1"] or (r1 == state["best_r1"] and vloss < state["best_loss"])
+        if better:
+            state.update(best_r1=r1, best_loss=vloss, best_epoch=state["epoch"])
+            best = {k: v.detach().cpu().clone() for k, v in projector.state_dict().items()}
+    state["history"].append(record)
+    state.update(epoch=state["epoch"] + 1, batch=0, epoch_loss_sum=0.0, epoch_loss_n=0)
+    return best

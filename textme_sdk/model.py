@@ -1,0 +1,287 @@
+"""``TextME``: one embedding space for every modality, anchored on a text-embedding model.
+
+A modal input ``x`` of modality ``m`` lands at ``P_m(E_m(x) - mu_modal)`` (paper Eq. 5), next
+to the anchor embedding of its description; text goes through the anchor directly (or, with
+``via=``, through an encoder's text branch and its projector).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .bundle import GENERATED_MARK, ModalityEntry, load_entry_weights, read_config, save_bundle
+from .encoders import AnchorModel, ModalityEncoder, Role, resolve_device
+from .engine.offsets import Offsets
+from .engine.projector import Projector
+from .errors import DimensionMismatchError, InvalidInputError, UnknownModalityError
+from .plugins import get_anchor, get_encoder
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TextME"]
+
+Embeddings = torch.Tensor | np.ndarray
+
+
+class TextME:
+    """A set of modalities bridged into one anchor space.
+
+    Args:
+        anchor: an :class:`AnchorModel` or the name of a registered anchor (default ``"minilm"``).
+        device: where projectors (and encoders, when they load) run; ``None`` = CUDA if available.
+
+    Example:
+        >>> model = TextME("minilm")
+        >>> model.add_modality(encoder, projector, offsets)           # doctest: +SKIP
+        >>> model.embed(["a dog barking"], modality="text").shape     # doctest: +SKIP
+        (1, 384)
+    """
+
+    def __init__(self, anchor: AnchorModel | str = "minilm", device: str | torch.device | None = None):
+        self.anchor = get_anchor(anchor) if isinstance(anchor, str) else anchor
+        self.device = resolve_device(device)
+        self._entries: dict[str, ModalityEntry] = {}
+
+    # ------------------------------------------------------------------------ composition
+    @property
+    def modalities(self) -> list[str]:
+        """Names of the modalities this model embeds (besides ``"text"``)."""
+        return list(self._entries)
+
+    def entry(self, modality: str) -> ModalityEntry:
+        """The encoder, projector and offsets of ``modality``."""
+        if modality not in self._entries:
+            have = ", ".join(["text", *self._entries]) or "text"
+            raise UnknownModalityError(
+                f"this model has no modality {modality!r} (it has: {have}); add it with "
+                "add_modality(...) or load a bundle that contains it"
+            )
+        return self._entries[modality]
+
+    def add_modality(
+        self,
+        encoder: ModalityEncoder,
+        projector: Projector,
+        offsets: Offsets,
+        name: str | None = None,
+        info: dict[str, Any] | None = None,
+    ) -> "TextME":
+        """Add (or replace) a modality; ``name`` defaults to ``encoder.modality``.
+
+        Raises:
+            DimensionMismatchError: encoder, offsets, projector and anchor dimensions disagree.
+        """
+        name = name or encoder.modality
+        if name == "text":
+            raise InvalidInputError("'text' is reserved for the anchor; name the modality otherwise")
+        info = dict(info or {})
+        result = getattr(projector, "training_result", None)
+        if result is not None and "training" not in info:
+            info["training"] = result.summary()
+        entry = ModalityEntry(encoder, projector.to(self.device).eval(), offsets, info)
+        entry.check(self.anchor.embedding_dim or None)
+        self._entries[name] = entry
+        return self
+
+    # ------------------------------------------------------------------------------ embed
+    def embed(
+        self,
+        inputs: Any,
+        modality: str = "text",
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        convert_to_tensor: bool = False,
+        device: str | torch.device | None = None,
+        role: Role = "document",
+        via: str | None = None,
+        use_offsets: bool = True,
+    ) -> Embeddings:
+        """Embed inputs of one modality into the anchor space (L2-normalised).
+
+        Args:
+            inputs: a list of inputs (a batch) or a single input (then the result is 1-D).
+                Text for ``modality="text"``; otherwise what the encoder's ``input_spec`` says.
+            modality: ``"text"`` or one of :attr:`modalities`.
+            batch_size: inputs per encoder call.
+            show_progress_bar: ``None`` shows one for long runs.
+            convert_to_tensor: return a ``torch.Tensor`` instead of a numpy array.
+            device: run encoders and projectors there (moves them).
+            role: for text through the anchor, ``"document"`` or ``"query"`` (instruction-tuned
+                anchors prefix queries). The projectors were trained to the document role.
+            via: for text only, embed through this modality's text encoder + projector instead
+                of the anchor (the paper's LanguageBind-style text path).
+            use_offsets: subtract the centroid before projecting (turn off only for ablations).
+        """
+        single = not isinstance(inputs, (list, tuple))
+        items = [inputs] if single else list(inputs)
+        if device is not None:
+            self.to(device)
+        if modality == "text":
+            out = self._embed_text(items, batch_size, show_progress_bar, role, via, use_offsets)
+        else:
+            if via is not None:
+                raise InvalidInputError("via= applies to modality='text' only")
+            entry = self.entry(modality)
+            raw = entry.encoder.encode_modal(items, batch_size, show_progress_bar)
+            out = self._project(entry, entry.offsets.centre_modal(raw) if use_offsets else raw)
+        if single:
+            out = out[0]
+        return out if convert_to_tensor else out.numpy()
+
+    def _embed_text(self, texts, batch_size, show_progress_bar, role, via, use_offsets) -> torch.Tensor:
+        if via is None:
+            out = self.anchor.encode(texts, role, batch_size, show_progress_bar)
+            if self.anchor.embedding_dim and out.shape[1] != self.anchor.embedding_dim:
+                raise DimensionMismatchError("anchor returned an unexpected dimension")
+            return out
+        entry = self.entry(via)
+        raw = entry.encoder.encode_text(texts, batch_size, show_progress_bar)
+        return self._project(entry, entry.offsets.centre_text(raw) if use_offsets else raw)
+
+    @torch.inference_mode()
+    def _project(self, entry: ModalityEntry, x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+        proj = entry.projector
+        dev = next(proj.parameters()).device
+        return torch.cat([proj(b.to(dev)).float().cpu() for b in x.split(chunk)])
+
+    def to(self, device: str | torch.device) -> "TextME":
+        """Move projectors (and loaded encoders) to ``device``."""
+        self.device = resolve_device(device)
+        for e in self._entries.values():
+            e.projector.to(self.device)
+            if e.encoder.is_loaded:
+                e.encoder.load(self.device)
+        if self.anchor.is_loaded:
+            self.anchor.load(self.device)
+        return self
+
+    @staticmethod
+    def similarity(a: Embeddings, b: Embeddings) -> Embeddings:
+        """Cosine similarity matrix ``[len(a), len(b)]`` (1-D inputs are treated as one row).
+
+        Returns the same kind (numpy or torch) as ``a``.
+        """
+        ta = torch.as_tensor(a, dtype=torch.float32)
+        tb = torch.as_tensor(b, dtype=torch.float32)
+        ta = ta.unsqueeze(0) if ta.ndim == 1 else ta
+        tb = tb.unsqueeze(0) if tb.ndim == 1 else tb
+        if ta.shape[-1] != tb.shape[-1]:
+            raise DimensionMismatchError(
+                f"cannot compare {ta.shape[-1]}-d with {tb.shape[-1]}-d embeddings; embed both "
+                "with the same model"
+            )
+        sim = F.normalize(ta, dim=-1) @ F.normalize(tb, dim=-1).T
+        return sim if isinstance(a, torch.Tensor) else sim.numpy()
+
+    # ----------------------------------------------------------------------- persistence
+    def save_pretrained(self, save_directory: str | os.PathLike, model_card: str | None = None) -> Path:
+        """Write the bundle (atomically) to ``save_directory``; returns the folder."""
+        return save_bundle(save_directory, self.anchor, self._entries, model_card)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        repo_or_dir: str | os.PathLike,
+        modalities: Sequence[str] | None = None,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
+        device: str | torch.device | None = None,
+        anchor: AnchorModel | None = None,
+    ) -> "TextME":
+        """Load a bundle from a local folder or a Hub repository.
+
+        Only the requested ``modalities`` are downloaded (``None`` = all). Encoders and the
+        anchor are rebuilt from their plugins by name and config; their weights load lazily.
+        ``HF_HUB_OFFLINE=1`` is honoured.
+
+        Args:
+            repo_or_dir: a bundle folder, or a Hub repo id (``"org/name"``).
+            modalities: subset of modalities to load.
+            revision, cache_dir, token, local_files_only: as in ``huggingface_hub``.
+            device: where projectors run.
+            anchor: use this anchor object instead of rebuilding the bundle's (dims must match).
+        """
+        folder = Path(repo_or_dir)
+        if not folder.is_dir():
+            folder = _download(str(repo_or_dir), modalities, revision, cache_dir, token, local_files_only)
+        cfg = read_config(folder)
+        if anchor is None:
+            anchor = get_anchor(cfg["anchor"]["plugin"], **cfg["anchor"].get("config", {}))
+        want_dim = cfg["anchor"].get("embedding_dim")
+        if want_dim and anchor.embedding_dim and want_dim != anchor.embedding_dim:
+            raise DimensionMismatchError(
+                f"the bundle was trained for a {want_dim}-d anchor but {anchor.name!r} is "
+                f"{anchor.embedding_dim}-d"
+            )
+        model = cls(anchor, device=device)
+        names = list(cfg["modalities"]) if modalities is None else list(modalities)
+        for name in names:
+            if name not in cfg["modalities"]:
+                raise UnknownModalityError(
+                    f"the bundle has no modality {name!r} (it has: {', '.join(cfg['modalities'])})"
+                )
+            m = cfg["modalities"][name]
+            encoder = get_encoder(m["plugin"], **m.get("encoder", {}))
+            projector, offsets, info = load_entry_weights(folder, m["path"])
+            model.add_modality(encoder, projector, offsets, name=name, info=info)
+        model.bundle_path = folder  # type: ignore[attr-defined]
+        return model
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        token: str | None = None,
+        private: bool | None = None,
+        revision: str | None = None,
+        commit_message: str = "Upload TextME bundle",
+        create_pr: bool = False,
+        model_card: str | None = None,
+    ) -> str:
+        """Upload the bundle to the Hub in a single commit; returns the commit URL.
+
+        A README already in the repository is kept unless it is an unedited generated card.
+        """
+        from huggingface_hub import HfApi, hf_hub_download
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save_pretrained(Path(tmp) / "bundle", model_card)
+            if api.file_exists(repo_id, "README.md", revision=revision):
+                remote = Path(hf_hub_download(repo_id, "README.md", revision=revision, token=token,
+                                              cache_dir=Path(tmp) / "hf"))
+                if GENERATED_MARK not in remote.read_text(errors="replace"):
+                    (folder / "README.md").unlink()  # never overwrite a hand-written card
+            info = api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
+                                     commit_message=commit_message, create_pr=create_pr)
+        return str(getattr(info, "commit_url", info))
+
+    def __repr__(self) -> str:
+        mods = ", ".join(f"{k}={e.encoder.name}" for k, e in self._entries.items())
+        return f"TextME(anchor={self.anchor.name!r}, modalities=[{mods}])"
+
+
+def _download(repo_id: str, modalities, revision, cache_dir, token, local_files_only) -> Path:
+    """Fetch config.json, then only the files of the requested modalities."""
+    from huggingface_hub import snapshot_download
+
+    common = dict(revision=revision, cache_dir=cache_dir, token=token,
+                  local_files_only=local_files_only)
+    folder = Path(snapshot_download(repo_id, allow_patterns=["config.json", "README.md"], **common))
+    cfg = read_config(folder)
+    names = list(cfg["modalities"]) if modalities is None else list(modalities)
+    patterns = ["config.json", "README.md"] + [
+        f"{cfg['modalities'][n]['path']}/*" for n in names if n in cfg["modalities"]
+    ]
+    return Path(snapshot_download(repo_id, allow_patterns=patterns, **common))

@@ -1,0 +1,167 @@
+"""The two training steps of TextME, on top of plugins and the engine.
+
+1. :func:`compute_offsets` - centroids of an encoder's text and modal branches from unpaired
+   samples.
+2. :func:`train_projector` - a projector trained on text descriptions only: centred
+   encoder-text embeddings mapped onto the anchor embeddings of the same texts.
+
+Embeddings of the training texts are cached on disk (see :class:`~textme_sdk.engine.EmbeddingCache`):
+a second run with the same encoder, anchor and texts never loads either model.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from .encoders import AnchorModel, ModalityEncoder
+from .engine.cache import EmbeddingCache
+from .engine.offsets import Offsets, StreamingMean
+from .engine.projector import Projector
+from .engine.trainer import TrainConfig, TrainResult, fit_projector
+from .errors import DimensionMismatchError, EmptyInputError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["compute_offsets", "train_projector", "encoder_text_embeddings", "anchor_embeddings"]
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def compute_offsets(
+    encoder: ModalityEncoder,
+    texts: Iterable[str],
+    inputs: Iterable[Any],
+    batch_size: int = 64,
+    show_progress_bar: bool | None = None,
+) -> Offsets:
+    """Estimate ``mu_text`` and ``mu_modal`` of ``encoder`` from unpaired samples.
+
+    Both means are streamed in float64 over batches of normalised embeddings, so any number
+    of samples fits in memory. The paper uses 5,000 of each (1,000 already give stable
+    offsets, Table 13); the texts and inputs need not describe each other.
+
+    Args:
+        encoder: the encoder whose modality gap to measure.
+        texts: descriptions of the modality's domain (an iterable is consumed once).
+        inputs: modal inputs of the kind ``encoder.input_spec`` describes.
+        batch_size: inputs per encoder call.
+        show_progress_bar: forwarded to the encoder.
+
+    Raises:
+        EmptyInputError: no texts or no modal inputs. There is no fallback: a modal centroid
+            cannot be replaced by the text one.
+    """
+    text_mean = StreamingMean(encoder.embedding_dim)
+    for chunk in _chunks(texts, batch_size * 16):
+        text_mean.update(encoder.encode_text(chunk, batch_size, show_progress_bar))
+    modal_mean = StreamingMean(encoder.embedding_dim)
+    for chunk in _chunks(inputs, batch_size * 16):
+        modal_mean.update(encoder.encode_modal(chunk, batch_size, show_progress_bar))
+    if modal_mean.count == 0:
+        raise EmptyInputError(
+            f"compute_offsets needs unpaired {encoder.modality} inputs to estimate mu_modal and got "
+            "none; pass e.g. 1,000-5,000 samples of the modality (they need no captions)"
+        )
+    if text_mean.count == 0:
+        raise EmptyInputError("compute_offsets needs texts to estimate mu_text and got none")
+    offsets = Offsets.from_embeddings(text_mean, modal_mean)
+    logger.info("offsets of %s: gap %.3f from %d texts / %d inputs", encoder.name, offsets.gap,
+                offsets.n_text, offsets.n_modal)
+    return offsets
+
+
+def _cache(cache: EmbeddingCache | str | os.PathLike | bool | None) -> EmbeddingCache | None:
+    if cache is False:
+        return None
+    if cache is None or cache is True:
+        return EmbeddingCache()
+    if isinstance(cache, EmbeddingCache):
+        return cache
+    return EmbeddingCache(cache)
+
+
+def encoder_text_embeddings(
+    encoder: ModalityEncoder, texts: Sequence[str], cache: Any = None, batch_size: int = 256,
+    show_progress_bar: bool | None = None,
+) -> torch.Tensor:
+    """Normalised text-branch embeddings of ``texts``, through the on-disk cache."""
+    store = _cache(cache)
+    fn = lambda chunk: encoder.encode_text(chunk, batch_size, show_progress_bar=False)  # noqa: E731
+    if store is None:
+        return fn(list(texts))
+    key = {"kind": "encoder-text", "plugin": encoder.name, "config": encoder.config()}
+    return store.get_or_compute(key, texts, fn, show_progress_bar=show_progress_bar,
+                                description=f"{encoder.name} text embeddings").float()
+
+
+def anchor_embeddings(
+    anchor: AnchorModel, texts: Sequence[str], role: str = "document", cache: Any = None,
+    batch_size: int = 128, show_progress_bar: bool | None = None,
+) -> torch.Tensor:
+    """Normalised anchor embeddings of ``texts``, through the on-disk cache."""
+    store = _cache(cache)
+    fn = lambda chunk: anchor.encode(chunk, role, batch_size, show_progress_bar=False)  # noqa: E731
+    if store is None:
+        return fn(list(texts))
+    key = {"kind": "anchor", "plugin": anchor.name, "config": anchor.config(), "role": role}
+    return store.get_or_compute(key, texts, fn, show_progress_bar=show_progress_bar,
+                                description=f"{anchor.name} anchor embeddings").float()
+
+
+def train_projector(
+    encoder: ModalityEncoder,
+    anchor: AnchorModel,
+    texts: Sequence[str],
+    offsets: Offsets,
+    config: TrainConfig | None = None,
+    cache: EmbeddingCache | str | os.PathLike | bool | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    show_progress_bar: bool | None = None,
+) -> Projector:
+    """Train the projector of ``encoder`` on text descriptions only (paper Sec. 3.3).
+
+    Each text is embedded by the encoder's text branch (then centred with ``offsets.mu_text``)
+    and by the anchor; the projector learns to map the first onto the second with the
+    hard-negative InfoNCE loss. No modal sample is used.
+
+    Args:
+        encoder: the source encoder (its text branch is used).
+        anchor: the anchor model defining the target space.
+        texts: ~100K descriptions of the modality's domain in the paper; at least 2.
+        offsets: from :func:`compute_offsets` (``Offsets.zeros(d)`` for the no-offset ablation).
+        config: hyper-parameters (default: the paper's, :class:`TrainConfig`).
+        cache: an :class:`EmbeddingCache`, a folder for one, ``None`` for the default cache,
+            or ``False`` to embed without caching.
+        checkpoint_dir: where resumable training state is kept; ``resume=True`` continues it.
+        show_progress_bar: progress bars for embedding and training.
+
+    Returns:
+        The trained :class:`Projector` (on CPU, eval mode); its ``training_result`` attribute
+        holds the :class:`TrainResult` (history, best epoch, throughput).
+    """
+    texts = list(texts)
+    if len(texts) < 2:
+        raise EmptyInputError(f"train_projector needs at least 2 texts, got {len(texts)}")
+    if offsets.dim != encoder.embedding_dim:
+        raise DimensionMismatchError(
+            f"offsets have {offsets.dim} dims but encoder {encoder.name!r} produces "
+            f"{encoder.embedding_dim}; compute the offsets with this encoder"
+        )
+    x = offsets.centre_text(encoder_text_embeddings(encoder, texts, cache,
+                                                    show_progress_bar=show_progress_bar))
+    y = anchor_embeddings(anchor, texts, "document", cache, show_progress_bar=show_progress_bar)
+    result: TrainResult = fit_projector(x, y, config, checkpoint_dir, resume, show_progress_bar)
+    projector = result.projector
+    projector.training_result = result  # type: ignore[attr-defined]
+    return projector
