@@ -41,6 +41,7 @@ __all__ = [
     "class_names",
     "get_concept",
     "sample_items",
+    "training_batch",
     "caption_corpus",
     "describe",
     "prompts_for",
@@ -244,6 +245,11 @@ def sample_items(modality: str, n: int, seed: int = 0, split: Split = "unpaired"
     were trained on. The first ``k`` items do not depend on ``n``.
     """
     return _generate(modality, n, _rng(modality, split, seed))
+
+
+def training_batch(modality: str, n: int, seed: int, step: int) -> list[Item]:
+    """The ``n`` captioned pairs of pretraining step ``step`` (an independent stream per step)."""
+    return _generate(modality, n, _rng(modality, "pretrain", seed, step))
 
 
 def caption_corpus(modality: str, n: int, seed: int = 0) -> list[str]:
