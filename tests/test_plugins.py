@@ -14,11 +14,14 @@ def test_builtins_are_registered_through_hooks():
     assert row["source"] == "built-in" and "minilm" in row["anchors"]
 
 
-def test_unknown_names_list_what_is_installed_and_how_to_add():
+def test_unknown_names_list_what_is_installed_and_how_to_add(monkeypatch):
+    from textme_sdk import plugins
+
+    monkeypatch.setitem(plugins.KNOWN_EXTRAS, "hologram", "holo")
     with pytest.raises(tm.UnknownPluginError) as info:
-        tm.get_encoder("uni3d")
+        tm.get_encoder("hologram")
     msg = str(info.value)
-    assert "no encoder named 'uni3d'" in msg and "pip install 'textme-sdk[3d]'" in msg
+    assert "no encoder named 'hologram'" in msg and "pip install 'textme-sdk[holo]'" in msg
     with pytest.raises(tm.UnknownPluginError, match="installed: .*minilm"):
         tm.get_anchor("nope")
 

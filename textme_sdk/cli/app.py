@@ -1,0 +1,332 @@
+"""The ``textme`` command line. It only calls the public API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    name="textme",
+    help="Text-only modality expansion: bridge encoders into one text-embedding space.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+
+# ----------------------------------------------------------------------------- input helpers
+def parse_kv(pairs: list[str] | None) -> dict[str, Any]:
+    """``["dim=16", "name=x"]`` -> ``{"dim": 16, "name": "x"}`` (values parsed as JSON if they can be)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def read_texts(path: Path, column: str | None = None, limit: int | None = None) -> list[str]:
+    """Texts from a .txt (one per line), .csv/.tsv/.jsonl or .parquet file."""
+    if not path.exists():
+        raise typer.BadParameter(f"{path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix in (".txt", ""):
+        texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        texts = [t for t in texts if t]
+    else:
+        import pandas as pd
+
+        readers = {".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t"),
+                   ".parquet": pd.read_parquet, ".jsonl": lambda p: pd.read_json(p, lines=True)}
+        if suffix not in readers:
+            raise typer.BadParameter(f"{path}: use .txt, .csv, .tsv, .jsonl or .parquet")
+        df = readers[suffix](path)
+        col = column or next((c for c in ("caption", "text", "description", "sentence")
+                              if c in df.columns), None)
+        if col is None or col not in df.columns:
+            raise typer.BadParameter(
+                f"{path}: no text column found (columns: {list(df.columns)}); pass --text-column")
+        texts = [str(t) for t in df[col].dropna().tolist()]
+    if not texts:
+        raise typer.BadParameter(f"{path} holds no texts")
+    return texts[:limit] if limit else texts
+
+
+def read_inputs(path: Path, extensions: tuple[str, ...], limit: int | None = None) -> list[str]:
+    """Modal inputs: the matching files of a folder (sorted), or the lines of a list file."""
+    if path.is_dir():
+        exts = {e.lower() for e in extensions}
+        items = sorted(str(p) for p in path.rglob("*")
+                       if p.is_file() and (not exts or p.suffix.lower() in exts))
+    elif path.exists():
+        items = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        raise typer.BadParameter(f"{path} does not exist")
+    if not items:
+        raise typer.BadParameter(f"no inputs found in {path}"
+                                 + (f" (looked for {', '.join(extensions)})" if extensions else ""))
+    return items[:limit] if limit else items
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _fail(exc: Exception) -> None:
+    err.print(f"[red]error:[/red] {_escape(str(exc))}", highlight=False)
+    raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------------------------- commands
+@app.command("plugins")
+def plugins_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """List installed plugins, their encoders and anchors, and plugins that failed to load."""
+    import textme_sdk as tm
+
+    rows = tm.plugin_status()
+    encoders = {r.name: r for r in tm.list_encoders()}
+    anchors = {r.name: r for r in tm.list_anchors()}
+    if as_json:
+        for row in rows:
+            row["encoder_info"] = {n: {"modality": encoders[n].modality, **_meta(encoders[n])}
+                                   for n in row["encoders"]}
+            row["anchor_info"] = {n: _meta(anchors[n]) for n in row["anchors"]}
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("plugin", "source", "provides", "licence", "status")
+    for row in rows:
+        provides = [f"{n} ({encoders[n].modality})" for n in row["encoders"]] + [
+            f"{n} (anchor)" for n in row["anchors"]]
+        licences = {(encoders.get(n) or anchors.get(n)).metadata.get("license", "")
+                    for n in row["encoders"] + row["anchors"]} - {""}
+        status = f"[red]failed: {row['error']}[/red]" if row.get("error") else "[green]ok[/green]"
+        table.add_row(row["plugin"], row["source"], "\n".join(provides) or "-",
+                      ", ".join(sorted(licences)) or "-", status)
+    console.print(table)
+
+
+def _meta(reg: Any) -> dict[str, Any]:
+    return {k: v for k, v in reg.metadata.items() if isinstance(v, (str, int, float, bool))}
+
+
+@app.command("offsets")
+def offsets_cmd(
+    encoder: str = typer.Argument(..., help="Registered encoder name (see `textme plugins`)."),
+    texts: Path = typer.Option(..., help="Text file of descriptions (.txt/.csv/.parquet)."),
+    inputs: Path = typer.Option(..., help="Folder of modal files, or a list file (one input per line)."),
+    out: Path = typer.Option(Path("offsets.safetensors"), help="Where to write the offsets."),
+    limit: int = typer.Option(5000, help="Samples of each kind (the paper uses 5,000)."),
+    encoder_arg: Optional[list[str]] = typer.Option(None, "--encoder-arg", "-e", help="KEY=VALUE for the encoder."),
+    text_column: Optional[str] = typer.Option(None, help="Column holding the texts in csv/parquet."),
+    batch_size: int = typer.Option(64),
+) -> None:
+    """Compute the modality offsets (mu_text, mu_modal) of an encoder from unpaired samples."""
+    import textme_sdk as tm
+    from textme_sdk.engine.cache import atomic_save
+
+    try:
+        enc = tm.get_encoder(encoder, **parse_kv(encoder_arg))
+        offsets = tm.compute_offsets(
+            enc, read_texts(texts, text_column, limit),
+            read_inputs(inputs, enc.input_spec.file_extensions, limit), batch_size)
+    except tm.TextMEError as exc:
+        _fail(exc)
+    atomic_save(offsets.state_dict(), out)
+    console.print(f"offsets of [bold]{encoder}[/bold]: gap {offsets.gap:.4f} from "
+                  f"{offsets.n_text} texts / {offsets.n_modal} inputs -> {out}")
+
+
+@app.command("train")
+def train_cmd(
+    encoder: str = typer.Argument(..., help="Registered encoder name."),
+    texts: Path = typer.Option(..., help="Training descriptions (.txt/.csv/.parquet); text only."),
+    out: Path = typer.Option(..., help="Bundle folder to write (an existing bundle gains the modality)."),
+    inputs: Optional[Path] = typer.Option(None, help="Unpaired modal inputs for the offsets."),
+    offsets: Optional[Path] = typer.Option(None, help="Offsets from `textme offsets` instead of --inputs."),
+    anchor: str = typer.Option("minilm", help="Anchor name (a new bundle only)."),
+    anchor_arg: Optional[list[str]] = typer.Option(None, "--anchor-arg", "-a", help="KEY=VALUE for the anchor."),
+    encoder_arg: Optional[list[str]] = typer.Option(None, "--encoder-arg", "-e", help="KEY=VALUE for the encoder."),
+    name: Optional[str] = typer.Option(None, help="Modality name in the bundle (default: the encoder's)."),
+    offset_samples: int = typer.Option(5000, help="Samples per centroid."),
+    epochs: int = typer.Option(50),
+    batch_size: int = typer.Option(512),
+    lr: float = typer.Option(5e-4),
+    seed: int = typer.Option(0),
+    text_column: Optional[str] = typer.Option(None),
+    resume: bool = typer.Option(False, help="Resume an interrupted run from OUT/.checkpoints."),
+    no_offsets: bool = typer.Option(False, help="Ablation: train without centring (Table 3)."),
+) -> None:
+    """Compute offsets, train a projector on text only, and write (or extend) a bundle."""
+    import textme_sdk as tm
+    from safetensors.torch import load_file
+
+    try:
+        enc = tm.get_encoder(encoder, **parse_kv(encoder_arg))
+        model = (tm.TextME.from_pretrained(out) if (out / "config.json").exists()
+                 else tm.TextME(tm.get_anchor(anchor, **parse_kv(anchor_arg))))
+        corpus = read_texts(texts, text_column)
+        if no_offsets:
+            offs = tm.Offsets.zeros(enc.embedding_dim)
+        elif offsets is not None:
+            offs = tm.Offsets.from_state_dict(load_file(str(offsets)))
+        elif inputs is not None:
+            offs = tm.compute_offsets(enc, corpus[:offset_samples],
+                                      read_inputs(inputs, enc.input_spec.file_extensions, offset_samples))
+        else:
+            raise typer.BadParameter("pass --inputs (unpaired modal samples) or --offsets FILE")
+        cfg = tm.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+        projector = tm.train_projector(enc, model.anchor, corpus, offs, cfg,
+                                       checkpoint_dir=out.parent / f".{out.name}.checkpoints",
+                                       resume=resume)
+    except tm.TrainingInterrupted as exc:
+        err.print(f"[yellow]{exc}[/yellow]\nrerun the same command with --resume to continue")
+        raise typer.Exit(130)
+    except tm.TextMEError as exc:
+        _fail(exc)
+    info = {"training": {**projector.training_result.summary(), "n_texts": len(corpus),
+                         "texts": str(texts)},
+            "offsets": {"texts": str(texts), "inputs": str(inputs or offsets)}}
+    model.add_modality(enc, projector, offs, name=name, info=info)
+    model.save_pretrained(out)
+    s = projector.training_result.summary()
+    console.print(f"trained [bold]{name or enc.modality}[/bold] in {s['seconds']}s "
+                  f"(best epoch {s['best_epoch']}, held-out R@1 {s['best_val_r1']}) -> {out}")
+
+
+@app.command("embed")
+def embed_cmd(
+    bundle: str = typer.Argument(..., help="Bundle folder or Hub repo id."),
+    items: list[str] = typer.Argument(..., help="Inputs (texts, file paths, ...)."),
+    modality: str = typer.Option("text", "--modality", "-m"),
+    out: Optional[Path] = typer.Option(None, help="Write a .npy file instead of printing."),
+    batch_size: int = typer.Option(32),
+) -> None:
+    """Embed inputs of one modality into the bundle's anchor space."""
+    import numpy as np
+
+    import textme_sdk as tm
+
+    try:
+        model = tm.TextME.from_pretrained(bundle, modalities=[] if modality == "text" else [modality])
+        emb = model.embed(list(items), modality=modality, batch_size=batch_size)
+    except tm.TextMEError as exc:
+        _fail(exc)
+    if out is not None:
+        np.save(out, emb)
+        console.print(f"{emb.shape[0]} x {emb.shape[1]} embeddings -> {out}")
+    else:
+        np.savetxt(sys.stdout, emb, fmt="%.6f")
+
+
+@app.command("info")
+def info_cmd(bundle: str = typer.Argument(..., help="Bundle folder or Hub repo id."),
+             as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show a bundle's anchor, modalities, offsets and training summary."""
+    import textme_sdk as tm
+    from textme_sdk.bundle import read_config
+
+    try:
+        model = tm.TextME.from_pretrained(bundle)
+        cfg = read_config(model.bundle_path)
+    except tm.TextMEError as exc:
+        _fail(exc)
+    mods = {n: {**cfg["modalities"][n], "offsets": {k: v for k, v in model.entry(n).info["offsets"].items()},
+                "training": model.entry(n).info.get("training", {})} for n in model.modalities}
+    if as_json:
+        typer.echo(json.dumps({"anchor": cfg["anchor"], "modalities": mods,
+                               "versions": cfg.get("versions", {})}, indent=2, default=str))
+        return
+    console.print(f"anchor: [bold]{cfg['anchor']['plugin']}[/bold] ({cfg['anchor']['embedding_dim']}-d)"
+                  f"  format {cfg['format_version']}  similarity {cfg['similarity']}")
+    table = Table("modality", "encoder", "dim", "offset samples (text/modal)", "gap", "best val R@1")
+    for n, m in mods.items():
+        o = m["offsets"]
+        table.add_row(n, m["plugin"], str(m["embedding_dim"]), f"{o.get('n_text')}/{o.get('n_modal')}",
+                      f"{o.get('gap', float('nan')):.3f}", str(m["training"].get("best_val_r1", "-")))
+    console.print(table)
+
+
+@app.command("push")
+def push_cmd(
+    bundle: Path = typer.Argument(..., help="Local bundle folder."),
+    repo_id: str = typer.Argument(..., help="Hub repository, e.g. org/name."),
+    private: bool = typer.Option(False),
+    token: Optional[str] = typer.Option(None, envvar="HF_TOKEN"),
+    message: str = typer.Option("Upload TextME bundle", "--message"),
+) -> None:
+    """Upload a bundle to the Hugging Face Hub in one commit."""
+    import textme_sdk as tm
+
+    try:
+        url = tm.TextME.from_pretrained(bundle).push_to_hub(repo_id, token=token, private=private,
+                                                            commit_message=message)
+    except tm.TextMEError as exc:
+        _fail(exc)
+    console.print(f"pushed {bundle} -> {url}")
+
+
+@app.command("pull")
+def pull_cmd(
+    repo_id: str = typer.Argument(..., help="Hub repository, e.g. org/name."),
+    modality: Optional[list[str]] = typer.Option(None, "--modality", "-m", help="Only these modalities."),
+    revision: Optional[str] = typer.Option(None),
+    out: Optional[Path] = typer.Option(None, help="Also save the bundle to this folder."),
+    token: Optional[str] = typer.Option(None, envvar="HF_TOKEN"),
+) -> None:
+    """Download a bundle (only the requested modalities) into the Hub cache."""
+    import textme_sdk as tm
+
+    try:
+        model = tm.TextME.from_pretrained(repo_id, modalities=modality or None, revision=revision,
+                                          token=token)
+        if out is not None:
+            model.save_pretrained(out)
+    except tm.TextMEError as exc:
+        _fail(exc)
+    console.print(f"{repo_id}: {', '.join(model.modalities) or 'no modalities'} -> "
+                  f"{out or model.bundle_path}")
+
+
+_plugin_commands_added = False
+
+
+def get_app() -> typer.Typer:
+    """The app with the commands of every plugin (``register_commands`` hook) added once."""
+    global _plugin_commands_added
+    if not _plugin_commands_added:
+        _plugin_commands_added = True
+        _add_plugin_commands()
+    return app
+
+
+def _add_plugin_commands() -> None:
+    from textme_sdk.plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    for impl in pm.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(app=app)
+        except Exception as exc:  # a plugin's command must not break the CLI
+            logging.getLogger(__name__).warning("plugin %s: register_commands failed: %s",
+                                                impl.plugin_name, exc)
+
+
+def main() -> None:
+    """Entry point of the ``textme`` console script."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    get_app()()
