@@ -43,17 +43,16 @@ def hard_negative_infonce(
     """
     with torch.autocast(device_type=queries.device.type, enabled=False):
         sim = _similarities(queries, keys)
-        pos = sim.diagonal()
         with torch.no_grad():
-            lo = window[0] * pos.unsqueeze(1)
-            hi = window[1] * pos.unsqueeze(1)
-            eye = torch.eye(sim.shape[0], dtype=torch.bool, device=sim.device)
-            neg = (sim >= lo) & (sim <= hi) & ~eye
-            active = neg.any(dim=1)
+            pos = sim.diagonal().unsqueeze(1)
+            keep = (sim >= window[0] * pos) & (sim <= window[1] * pos)
+            keep.fill_diagonal_(False)
+            active = keep.any(dim=1)  # queries with at least one negative
+            keep.fill_diagonal_(True)  # the positive is always in the softmax
         if not bool(active.any()):
             return sim.sum() * 0.0
-        logits = (sim / temperature).masked_fill(~(neg | eye), float("-inf"))
-        per_query = torch.logsumexp(logits, dim=1) - pos / temperature
+        logits = torch.where(keep, sim * (1.0 / temperature), float("-inf"))
+        per_query = torch.logsumexp(logits, dim=1) - logits.diagonal()
         return per_query[active].mean()
 
 
