@@ -4,7 +4,6 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
-TMPCACHE := $(shell mktemp -d 2>/dev/null || echo /tmp/textme-test-cache)
 
 # Tests and the demo never touch the network.
 export HF_HUB_OFFLINE := 1
@@ -29,13 +28,15 @@ $(STAMP): pyproject.toml constraints.txt Makefile $(wildcard plugins/*/pyproject
 demo: setup
 	$(VENV)/bin/textme demo
 
+# Tests run offline against a throw-away Hugging Face / textme cache.
+PYTEST_RUN = tmp=$$(mktemp -d); HF_HOME=$$tmp/hf TEXTME_HOME=$$tmp/textme \
+	  $(PY) -m pytest -q $(1) tests $(wildcard plugins/*/tests); rc=$$?; rm -rf $$tmp; exit $$rc
+
 test: setup
-	HF_HOME=$(TMPCACHE)/hf TEXTME_HOME=$(TMPCACHE)/textme \
-	  $(PY) -m pytest -q -m "not slow" tests $(wildcard plugins/*/tests)
+	@$(call PYTEST_RUN,-m "not slow")
 
 test-all: setup
-	HF_HOME=$(TMPCACHE)/hf TEXTME_HOME=$(TMPCACHE)/textme \
-	  $(PY) -m pytest -q tests $(wildcard plugins/*/tests)
+	@$(call PYTEST_RUN,)
 
 docs: setup
 	$(PIP) install --quiet -c constraints.txt -e ".[docs]"
