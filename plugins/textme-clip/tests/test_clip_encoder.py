@@ -1,0 +1,250 @@
+"""Offline tests of the ``clip`` plugin: a tiny open_clip ViT with random weights, real image
+files generated here, and the key layout of the full-size default (ViT-H-14) built on the
+meta device."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from textme_clip import CLIPEncoder, CLIPLoadError, parse_model_spec
+from textme_clip.encoder import DEFAULT_MODEL, build_open_clip
+
+from textme_sdk.errors import InvalidInputError
+
+TINY = "textme-test-tiny-vit"
+TINY_CFG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
+    # vocab_size must stay 49408: the default open_clip tokenizer emits ids up to 49407.
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_arch(tmp_path_factory) -> str:
+    import open_clip
+
+    cfg_dir = tmp_path_factory.mktemp("open_clip_cfg")
+    (cfg_dir / f"{TINY}.json").write_text(json.dumps(TINY_CFG))
+    open_clip.add_model_config(cfg_dir)
+    return TINY
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_arch) -> CLIPEncoder:
+    torch.manual_seed(0)
+    return CLIPEncoder(tiny_arch, random_init=True, device="cpu").load()
+
+
+@pytest.fixture(scope="module")
+def picture() -> Image.Image:
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+
+
+# -- model names ---------------------------------------------------------------------------
+def test_model_spec_forms():
+    assert parse_model_spec(DEFAULT_MODEL).pretrained == "laion2b_s32b_b79k"
+    assert parse_model_spec("ViT-B-32", "openai").display == "ViT-B-32:openai"
+    assert parse_model_spec("ViT-B-32:/ckpt/x.pt").pretrained == "/ckpt/x.pt"
+    assert parse_model_spec("hf-hub:org/repo").pretrained is None
+    with pytest.raises(InvalidInputError, match="brings its own weights"):
+        parse_model_spec("hf-hub:org/repo", "openai")
+    with pytest.raises(InvalidInputError, match="already names"):
+        parse_model_spec("ViT-B-32:openai", "laion2b_s34b_b79k")
+    with pytest.raises(InvalidInputError, match="no weights named"):
+        parse_model_spec("ViT-B-32")
+
+
+def test_construction_is_cheap_and_config_round_trips():
+    enc = CLIPEncoder()
+    assert not enc.is_loaded and enc.embedding_dim == 1024 and enc.license.startswith("MIT")
+    cfg = enc.config()
+    assert cfg["model"] == "ViT-H-14" and cfg["pretrained"] == "laion2b_s32b_b79k"
+    assert CLIPEncoder(**cfg).config() == cfg
+    json.dumps(cfg)
+
+
+def test_registered_without_importing_open_clip():
+    code = (
+        "import sys, textme_sdk\n"
+        "reg = {r.name: r for r in textme_sdk.list_encoders()}\n"
+        "assert reg['clip'].modality == 'image', reg\n"
+        "enc = textme_sdk.get_encoder('clip')\n"
+        "assert 'open_clip' not in sys.modules\n"
+        "print(type(enc).__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "CLIPEncoder" in out.stdout
+
+
+# -- encoding ------------------------------------------------------------------------------
+def test_shapes_normalisation_and_determinism(tiny, picture):
+    text = tiny.encode_text(["a photo of a dog", "a red square", "x"])
+    assert text.shape == (3, 32) and text.dtype == torch.float32
+    assert torch.allclose(text.norm(dim=1), torch.ones(3), atol=1e-5)
+    images = tiny.encode_modal([picture, picture.rotate(90), picture.convert("L")])
+    assert images.shape == (3, 32)
+    assert torch.allclose(images.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert torch.equal(tiny.encode_text(["a photo of a dog"])[0], text[0])
+    one_by_one = tiny.encode_modal([picture, picture.rotate(90)], batch_size=1)
+    assert torch.allclose(one_by_one, images[:2], atol=1e-5)
+
+
+def test_every_input_kind_matches_the_pil_path(tiny, picture, tmp_path):
+    png = tmp_path / "picture.png"
+    picture.save(png)
+    arr = np.array(picture)
+    reference = tiny.encode_modal([picture])[0]
+    inputs = [
+        str(png), png, arr, arr.astype(np.float32) / 255.0, np.moveaxis(arr, -1, 0),
+        torch.from_numpy(arr).permute(2, 0, 1).contiguous(),
+        torch.from_numpy(arr).permute(2, 0, 1).float() / 255.0,
+    ]
+    out = tiny.encode_modal(inputs)
+    for i, row in enumerate(out):
+        assert torch.allclose(row, reference, atol=1e-5), f"input kind {i} differs"
+
+
+def test_jpeg_greyscale_and_rgba_files(tiny, picture, tmp_path):
+    jpg, grey, rgba = tmp_path / "a.jpg", tmp_path / "b.png", tmp_path / "c.png"
+    picture.save(jpg, quality=90)
+    picture.convert("L").save(grey)
+    picture.convert("RGBA").save(rgba)
+    out = tiny.encode_modal([jpg, grey, rgba])
+    assert out.shape == (3, 32) and torch.isfinite(out).all()
+    assert torch.allclose(out[2], tiny.encode_modal([picture])[0], atol=1e-5)
+
+
+def test_preprocessing_is_open_clips_own_transform(tiny, tiny_arch, picture):
+    import open_clip
+
+    _, _, reference = open_clip.create_model_and_transforms(tiny_arch, device="cpu")
+    assert torch.equal(tiny.preprocess([picture])[0], reference(picture))
+
+
+def test_bad_inputs_raise_clear_errors(tiny, tmp_path):
+    cases = [
+        ([tmp_path / "missing.png"], "not found"),
+        ([np.zeros((2, 8, 8, 3), np.uint8)], "a batch"),
+        ([np.full((8, 8, 3), 7.0, np.float32)], r"\[0, 1\]"),
+        ([object()], "cannot read an image"),
+        ([np.zeros((8, 8, 3), np.int64)], "unsupported image dtype"),
+    ]
+    for inputs, match in cases:
+        with pytest.raises(InvalidInputError, match=match):
+            tiny.encode_modal(inputs)
+    bad = tmp_path / "not-an-image.png"
+    bad.write_text("hello")
+    with pytest.raises(InvalidInputError, match="could not decode"):
+        tiny.encode_modal([bad])
+
+
+# -- weights -------------------------------------------------------------------------------
+def test_local_checkpoint_loads_strictly(tiny, tiny_arch, picture, tmp_path):
+    ckpt = tmp_path / "tiny.pt"
+    # Published open_clip training checkpoints wrap the weights as {"state_dict": {"module.*"}}.
+    state = {f"module.{k}": v for k, v in tiny._model.state_dict().items()}
+    torch.save({"epoch": 1, "state_dict": state}, ckpt)
+    loaded = CLIPEncoder(tiny_arch, pretrained=str(ckpt), device="cpu")
+    assert torch.allclose(loaded.encode_modal([picture]), tiny.encode_modal([picture]), atol=1e-6)
+    assert torch.allclose(loaded.encode_text(["a dog"]), tiny.encode_text(["a dog"]), atol=1e-6)
+
+    del state["module.visual.proj"]
+    torch.save({"state_dict": state}, ckpt)
+    with pytest.raises(CLIPLoadError, match="visual.proj"):
+        CLIPEncoder(tiny_arch, pretrained=str(ckpt)).load()
+
+
+def test_unavailable_weights_fail_fast_offline(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(CLIPLoadError, match="Failed to download weights.*offline"):
+        CLIPEncoder("ViT-B-32:laion2b_s34b_b79k", cache_dir=str(tmp_path)).load()
+
+
+def test_requested_dimension_is_checked(tiny_arch):
+    with pytest.raises(CLIPLoadError, match="embedding_dim=64"):
+        CLIPEncoder(tiny_arch, random_init=True, embedding_dim=64).load()
+
+
+# -- the full-size default -----------------------------------------------------------------
+def vit_h14_laion2b_layout() -> dict[str, tuple[int, ...]]:
+    """Keys and shapes of ``open_clip_pytorch_model.bin`` of laion/CLIP-ViT-H-14-laion2B-s32B-b79K.
+
+    Derived by hand from open_clip's ``CLIP`` / ``VisionTransformer`` / ``TextTransformer``
+    with ViT-H-14's numbers: vision width 1280 x 32 layers, patch 14 at 224 px (16 x 16 + 1
+    tokens); text width 1024 x 24 layers, context 77, vocab 49408; joint dim 1024.
+    """
+    vis_w, vis_layers, txt_w, txt_layers, dim = 1280, 32, 1024, 24, 1024
+    layout: dict[str, tuple[int, ...]] = {
+        "positional_embedding": (77, txt_w),
+        "text_projection": (txt_w, dim),
+        "logit_scale": (),
+        "token_embedding.weight": (49408, txt_w),
+        "ln_final.weight": (txt_w,),
+        "ln_final.bias": (txt_w,),
+        "visual.class_embedding": (vis_w,),
+        "visual.positional_embedding": ((224 // 14) ** 2 + 1, vis_w),
+        "visual.proj": (vis_w, dim),
+        "visual.conv1.weight": (vis_w, 3, 14, 14),
+    }
+    for norm in ("ln_pre", "ln_post"):
+        layout[f"visual.{norm}.weight"] = layout[f"visual.{norm}.bias"] = (vis_w,)
+    for prefix, width, layers in (("visual.transformer", vis_w, vis_layers),
+                                  ("transformer", txt_w, txt_layers)):
+        for i in range(layers):
+            block = f"{prefix}.resblocks.{i}."
+            for norm in ("ln_1", "ln_2"):
+                layout[block + norm + ".weight"] = layout[block + norm + ".bias"] = (width,)
+            layout[block + "attn.in_proj_weight"] = (3 * width, width)
+            layout[block + "attn.in_proj_bias"] = (3 * width,)
+            layout[block + "attn.out_proj.weight"] = (width, width)
+            layout[block + "attn.out_proj.bias"] = (width,)
+            layout[block + "mlp.c_fc.weight"] = (4 * width, width)
+            layout[block + "mlp.c_fc.bias"] = (4 * width,)
+            layout[block + "mlp.c_proj.weight"] = (width, 4 * width)
+            layout[block + "mlp.c_proj.bias"] = (width,)
+    return layout
+
+
+@pytest.fixture(scope="module")
+def default_on_meta():
+    return build_open_clip(parse_model_spec(DEFAULT_MODEL), device="meta", load_weights=False)
+
+
+def test_default_architecture_matches_published_checkpoint(default_on_meta):
+    model, _, _ = default_on_meta
+    got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    expected = vit_h14_laion2b_layout()
+    assert sorted(set(got) ^ set(expected)) == []
+    assert {k for k in got if got[k] != expected[k]} == set()
+    assert model.text_projection.shape[-1] == CLIPEncoder().embedding_dim == 1024
+
+
+def test_default_preprocessing_is_laion_vit_h14s(default_on_meta, picture):
+    """Resize the shorter side to 224 (bicubic), centre-crop 224, OpenAI mean/std."""
+    _, transform, tokenizer = default_on_meta
+    w, h = picture.size  # torchvision: short side -> 224, long side truncated; crop rounded
+    size = (int(224 * w / h), 224) if w >= h else (224, int(224 * h / w))
+    resized = picture.resize(size, Image.BICUBIC)
+    left, top = round((size[0] - 224) / 2), round((size[1] - 224) / 2)
+    crop = np.asarray(resized.crop((left, top, left + 224, top + 224)), dtype=np.float32) / 255
+    mean = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
+    std = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
+    expected = torch.from_numpy(((crop - mean) / std).transpose(2, 0, 1))
+    got = transform(picture)
+    assert got.shape == (3, 224, 224)
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert tokenizer(["a dog"]).shape == (1, 77)

@@ -1,0 +1,125 @@
+"""Turn the image inputs users pass (paths, PIL images, arrays, tensors) into RGB PIL images.
+
+The model's own open_clip transform then resizes, crops and normalises them, so every input
+kind goes through exactly the preprocessing the weights were trained with.
+
+Layout conventions:
+
+* numpy arrays are ``H x W`` (greyscale) or ``H x W x C`` (PIL / imageio convention);
+  ``C x H x W`` is accepted when the last axis cannot be channels.
+* torch tensors are ``C x H x W`` (torchvision convention) or ``H x W``; ``H x W x C`` is
+  accepted when the first axis cannot be channels.
+* ``uint8`` holds 0..255; floating point holds 0..1 (anything else is rejected, not guessed).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from textme_sdk.errors import InvalidInputError
+
+__all__ = ["to_pil", "IMAGE_EXTENSIONS"]
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff",
+)
+_CHANNELS = (1, 3, 4)
+
+
+def to_pil(item: Any) -> Image.Image:
+    """Convert one image input to an RGB :class:`PIL.Image.Image`.
+
+    Raises:
+        InvalidInputError: unknown type, missing file, batched array, or values out of range.
+    """
+    if isinstance(item, Image.Image):
+        return item.convert("RGB")
+    if isinstance(item, (str, os.PathLike)):
+        return _open(os.fspath(item))
+    if isinstance(item, torch.Tensor):
+        return _array_to_pil(_tensor_to_hwc(item))
+    if isinstance(item, np.ndarray):
+        return _array_to_pil(_numpy_to_hwc(item))
+    raise InvalidInputError(
+        f"clip cannot read an image from a {type(item).__name__}; pass a file path, a PIL "
+        "image, a numpy array (H x W x C) or a torch tensor (C x H x W)"
+    )
+
+
+def _open(path: str) -> Image.Image:
+    if not os.path.isfile(path):
+        raise InvalidInputError(f"image file not found: {path!r}")
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(f"could not decode image {path!r}: {exc}") from exc
+
+
+def _numpy_to_hwc(arr: np.ndarray) -> np.ndarray:
+    if arr.ndim == 2:
+        return arr[:, :, None]
+    if arr.ndim == 3:
+        if arr.shape[-1] in _CHANNELS:
+            return arr
+        if arr.shape[0] in _CHANNELS:
+            return np.moveaxis(arr, 0, -1)
+    raise _bad_shape(tuple(arr.shape), "numpy array", "H x W x C")
+
+
+def _tensor_to_hwc(tensor: torch.Tensor) -> np.ndarray:
+    arr = tensor.detach().cpu()
+    if arr.dtype in (torch.float16, torch.bfloat16):
+        arr = arr.float()
+    arr = arr.numpy()
+    if arr.ndim == 2:
+        return arr[:, :, None]
+    if arr.ndim == 3:
+        if arr.shape[0] in _CHANNELS:
+            return np.moveaxis(arr, 0, -1)
+        if arr.shape[-1] in _CHANNELS:
+            return arr
+    raise _bad_shape(tuple(arr.shape), "tensor", "C x H x W")
+
+
+def _bad_shape(shape: tuple[int, ...], what: str, layout: str) -> InvalidInputError:
+    hint = " (a batch? pass a list of images instead, e.g. list(batch))" if len(shape) == 4 else ""
+    return InvalidInputError(
+        f"clip expects one image per {what} laid out {layout} with 1, 3 or 4 channels; "
+        f"got shape {shape}{hint}"
+    )
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise InvalidInputError("image array contains NaN or inf values")
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise InvalidInputError(
+                f"float images must hold values in [0, 1], got [{lo:.3g}, {hi:.3g}]; divide "
+                "0..255 data by 255 or pass it as uint8"
+            )
+        return np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
+    raise InvalidInputError(
+        f"unsupported image dtype {arr.dtype}; use uint8 (0..255) or float (0..1)"
+    )
+
+
+def _array_to_pil(hwc: np.ndarray) -> Image.Image:
+    data = _to_uint8(np.ascontiguousarray(hwc))
+    channels = data.shape[-1]
+    if channels == 1:
+        return Image.fromarray(data[:, :, 0]).convert("RGB")
+    if channels == 4:
+        return Image.fromarray(data).convert("RGB")
+    return Image.fromarray(data)
