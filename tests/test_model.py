@@ -76,3 +76,18 @@ def test_encoders_load_lazily_and_keep_order(gapdemo):
     assert enc.is_loaded and enc.loads == 1
     one_by_one = torch.cat([enc.encode_text([t]) for t in texts])
     assert torch.allclose(together, one_by_one, atol=1e-6)
+
+
+def test_model_device_reaches_unloaded_encoders_and_anchor(gapdemo):
+    enc = tm.get_encoder("gapdemo", dim=16)
+    anchor = tm.get_anchor("minilm")
+    tm.TextME(anchor, device="cpu").add_modality(enc, tm.Projector(16, 384), tm.Offsets.zeros(16))
+    assert enc.device.type == "cpu" and anchor.device.type == "cpu"
+    explicit = tm.get_encoder("gapdemo", dim=16, device="meta")
+    explicit.prefer_device("cpu")
+    assert explicit.device.type == "meta"  # an explicit request wins
+
+
+def test_missing_input_file_error_is_both_kinds():
+    err = tm.MissingInputFileError("x.png does not exist")
+    assert isinstance(err, tm.InvalidInputError) and isinstance(err, FileNotFoundError)

@@ -147,6 +147,11 @@ class _Lazy(ABC):
     def is_loaded(self) -> bool:
         return self._loaded_on is not None
 
+    def prefer_device(self, device: str | torch.device | None) -> None:
+        """Use ``device`` for the first load unless a device was requested explicitly."""
+        if self._device_request is None and not self.is_loaded:
+            self._device_request = device
+
     def load(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
         """Load the weights onto ``device`` (default: CUDA when available); returns ``self``.
 

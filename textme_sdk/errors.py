@@ -11,6 +11,7 @@ __all__ = [
     "InvalidEmbeddingError",
     "EmptyInputError",
     "InvalidInputError",
+    "MissingInputFileError",
     "BundleError",
     "BundleFormatError",
     "BundleVersionError",
@@ -56,6 +57,10 @@ class EmptyInputError(TextMEError, ValueError):
 
 class InvalidInputError(TextMEError, ValueError):
     """An input has the wrong type or content."""
+
+
+class MissingInputFileError(InvalidInputError, FileNotFoundError):
+    """An input names a file that does not exist (or is not a regular file)."""
 
 
 class BundleError(TextMEError):

@@ -49,6 +49,7 @@ class TextME:
     def __init__(self, anchor: AnchorModel | str = "minilm", device: str | torch.device | None = None):
         self.anchor = get_anchor(anchor) if isinstance(anchor, str) else anchor
         self.device = resolve_device(device)
+        self.anchor.prefer_device(self.device)
         self._entries: dict[str, ModalityEntry] = {}
 
     # ------------------------------------------------------------------------ composition
@@ -87,6 +88,7 @@ class TextME:
         result = getattr(projector, "training_result", None)
         if result is not None and "training" not in info:
             info["training"] = result.summary()
+        encoder.prefer_device(self.device)
         entry = ModalityEntry(encoder, projector.to(self.device).eval(), offsets, info)
         entry.check(self.anchor.embedding_dim or None)
         self._entries[name] = entry

@@ -61,6 +61,7 @@ def compute_offsets(
         EmptyInputError: no texts or no modal inputs. There is no fallback: a modal centroid
             cannot be replaced by the text one.
     """
+    encoder.load()  # some encoders only know their dimension once loaded
     text_mean = StreamingMean(encoder.embedding_dim)
     for chunk in _chunks(texts, batch_size * 16):
         text_mean.update(encoder.encode_text(chunk, batch_size, show_progress_bar))
@@ -153,6 +154,7 @@ def train_projector(
     texts = list(texts)
     if len(texts) < 2:
         raise EmptyInputError(f"train_projector needs at least 2 texts, got {len(texts)}")
+    encoder.load()
     if offsets.dim != encoder.embedding_dim:
         raise DimensionMismatchError(
             f"offsets have {offsets.dim} dims but encoder {encoder.name!r} produces "

@@ -102,11 +102,11 @@ def test_bad_audio_inputs_raise_clear_errors(tmp_path):
     junk = tmp_path / "junk.wav"
     junk.write_bytes(b"not audio at all")
     cases = [
-        (tmp_path / "missing.wav", "not found"),
-        (junk, "could not decode"),
+        (tmp_path / "missing.wav", "not found.*check the path"),
+        (junk, "could not decode.*corrupt"),
         (np.zeros(10, np.float32), "no sample rate"),
         ((np.zeros((2, 3, 4), np.float32), SR), "1-D"),
-        ((np.array([np.nan, 0.0], np.float32), SR), "NaN"),
+        ((np.array([np.nan, 0.0], np.float32), SR), "NaN.*nan_to_num"),
         ((np.zeros(0, np.float32), SR), "empty"),
         ((np.zeros(10, np.float32), 0), "positive"),
         (b"bytes", "cannot read audio"),
@@ -114,6 +114,18 @@ def test_bad_audio_inputs_raise_clear_errors(tmp_path):
     for item, match in cases:
         with pytest.raises(InvalidInputError, match=match):
             to_waveform(item)
+
+
+def test_files_may_have_many_channels_arrays_may_not(tmp_path):
+    """A file's channel axis is known, so 10 channels are down-mixed; a 10-row array is far more
+    likely a batch of clips and is refused."""
+    rows = np.stack([tone(0.3, SR, 200 + 50 * i, seed=i) for i in range(10)])
+    path = tmp_path / "ten.wav"
+    soundfile.write(path, rows.T, SR, subtype="FLOAT")
+    assert np.allclose(to_waveform(path), rows.mean(axis=0), atol=1e-6)
+    with pytest.raises(InvalidInputError, match="10 channels.*batch"):
+        to_waveform((rows, SR))
+    assert np.allclose(to_waveform((rows[:8], SR)), rows[:8].mean(axis=0), atol=1e-6)
 
 
 # -- fusion log-mel features ---------------------------------------------------------------

@@ -26,15 +26,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from textme_sdk.errors import InvalidInputError
+from textme_sdk.errors import InvalidInputError, MissingInputFileError
 
 __all__ = [
-    "SAMPLE_RATE", "AUDIO_EXTENSIONS", "MelParams", "AudioBatch", "to_waveform", "read_audio",
-    "resample", "quantize_int16", "repeat_pad", "split_windows", "center_crop", "log_mel",
-    "mel_filterbank_htk", "fusion_features",
+    "SAMPLE_RATE", "MAX_ARRAY_CHANNELS", "MIN_SAMPLE_RATE", "AUDIO_EXTENSIONS", "MelParams",
+    "AudioBatch", "to_waveform", "read_audio", "resample", "quantize_int16", "repeat_pad",
+    "split_windows", "center_crop", "log_mel", "mel_filterbank_htk", "fusion_features",
 ]
 
 SAMPLE_RATE = 48_000
+#: Array inputs with more channels than this are refused: far more likely a batch of clips
+#: (``[batch, samples]``) or a spectrogram than one multi-channel recording.
+MAX_ARRAY_CHANNELS = 8
+#: Lower bound on sample rates; telephone audio is 8 kHz. Catches rates given in kHz.
+MIN_SAMPLE_RATE = 1_000
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".aiff", ".aif")
 
 
@@ -70,15 +75,26 @@ def read_audio(path: str) -> tuple[np.ndarray, int]:
     """Decode an audio file with soundfile: ``(float32 [frames, channels], sample_rate)``."""
     import soundfile
 
+    if os.path.isdir(path):
+        raise InvalidInputError(
+            f"{path!r} is a folder, not an audio file; pass the audio files inside it "
+            "(e.g. sorted(Path(folder).glob('*.wav')))"
+        )
     if not os.path.isfile(path):
-        raise InvalidInputError(f"audio file not found: {path!r}")
+        raise MissingInputFileError(
+            f"audio file not found: {path!r}; check the path (relative paths are resolved "
+            f"against the working directory {os.getcwd()!r})"
+        )
     try:
         data, rate = soundfile.read(path, dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
         raise InvalidInputError(
-            f"could not decode audio file {path!r} ({exc}); soundfile reads WAV, FLAC, OGG, "
-            "MP3 and AIFF - convert other formats first (e.g. with ffmpeg)"
+            f"could not decode audio file {path!r} ({exc}); the file is corrupt or in a format "
+            "soundfile cannot read (it reads WAV, FLAC, OGG, MP3 and AIFF) - convert it first, "
+            "e.g. ffmpeg -i in.m4a out.wav"
         ) from exc
+    if data.shape[0] == 0:
+        raise InvalidInputError(f"audio file {path!r} holds no samples; skip it")
     return data, int(rate)
 
 
@@ -90,9 +106,19 @@ def to_waveform(item: Any, input_sample_rate: int | None = None) -> np.ndarray:
     """
     if isinstance(item, (str, os.PathLike)):
         data, rate = read_audio(os.fspath(item))
-        return resample(_mono(data.T), rate)
+        return _fit_rate(_mono(data.T, from_file=True), rate)
     data, rate = _unpack(item, input_sample_rate)
-    return resample(_mono(_to_float(data)), rate)
+    return _fit_rate(_mono(_to_float(data)), rate)
+
+
+def _fit_rate(wave: np.ndarray, rate: int) -> np.ndarray:
+    out = resample(wave, rate)
+    if out.size == 0:
+        raise InvalidInputError(
+            f"{len(wave)} samples at {rate} Hz are shorter than one sample at {SAMPLE_RATE} Hz; "
+            "check the sample rate (it is in Hz: e.g. 16000, 44100, 48000)"
+        )
+    return out
 
 
 def _unpack(item: Any, input_sample_rate: int | None) -> tuple[np.ndarray, int]:
@@ -100,6 +126,10 @@ def _unpack(item: Any, input_sample_rate: int | None) -> tuple[np.ndarray, int]:
         item = (item["array"], item["sampling_rate"])
     if isinstance(item, tuple) and len(item) == 2:
         data, rate = item
+        if isinstance(data, (int, np.integer)) and isinstance(rate, (np.ndarray, torch.Tensor)):
+            raise InvalidInputError(
+                "got (sample_rate, waveform); pass (waveform, sample_rate) - the waveform first"
+            )
     elif isinstance(item, (np.ndarray, torch.Tensor)):
         if input_sample_rate is None:
             raise InvalidInputError(
@@ -122,6 +152,11 @@ def _unpack(item: Any, input_sample_rate: int | None) -> tuple[np.ndarray, int]:
         )
     if rate <= 0:
         raise InvalidInputError(f"sample rate must be positive, got {rate}")
+    if rate < MIN_SAMPLE_RATE:
+        raise InvalidInputError(
+            f"sample rate {rate} Hz is implausibly low; give it in Hz, not kHz (e.g. 16000, "
+            "44100, 48000)"
+        )
     return data, int(rate)
 
 
@@ -133,22 +168,44 @@ def _to_float(data: np.ndarray) -> np.ndarray:
         return (data.astype(np.float32) - 128.0) / 128.0
     if np.issubdtype(data.dtype, np.signedinteger):
         return data.astype(np.float32) / float(np.iinfo(data.dtype).max + 1)
-    raise InvalidInputError(f"unsupported waveform dtype {data.dtype}; use float or int16 PCM")
+    raise InvalidInputError(
+        f"unsupported waveform dtype {data.dtype}; use float (-1..1) or signed integer PCM "
+        "(int16/int32)"
+    )
 
 
-def _mono(data: np.ndarray) -> np.ndarray:
-    """Average channels; 2-D input is channels-first or channels-last (the shorter axis)."""
-    if data.ndim == 2:
-        channel_axis = 0 if data.shape[0] <= data.shape[1] else 1
-        data = data.mean(axis=channel_axis)
-    if data.ndim != 1:
+def _mono(data: np.ndarray, from_file: bool = False) -> np.ndarray:
+    """Average channels; 2-D input is channels-first or channels-last (the shorter axis).
+
+    Arrays (not files, whose layout is known) with more than :data:`MAX_ARRAY_CHANNELS`
+    channels are refused: they are almost always a batch of clips.
+    """
+    if data.ndim not in (1, 2):
+        hint = (" - a batch? pass a list with one (waveform, sample_rate) per clip"
+                if data.ndim > 2 else "")
         raise InvalidInputError(
-            f"expected a 1-D (samples) or 2-D (channels x samples) waveform, got shape {data.shape}"
+            f"expected one clip as a 1-D (samples) or 2-D (channels x samples) waveform, got "
+            f"shape {tuple(data.shape)}{hint}"
         )
     if data.size == 0:
-        raise InvalidInputError("empty waveform: the audio input has no samples")
+        raise InvalidInputError(
+            f"empty waveform (shape {tuple(data.shape)}): the audio input has no samples; skip it"
+        )
+    if data.ndim == 2:
+        channel_axis = 0 if from_file or data.shape[0] <= data.shape[1] else 1
+        channels = data.shape[channel_axis]
+        if channels > MAX_ARRAY_CHANNELS and not from_file:
+            raise InvalidInputError(
+                f"a waveform of shape {tuple(data.shape)} would have {channels} channels; that "
+                "looks like a batch of clips - pass a list with one (waveform, sample_rate) per "
+                f"clip (genuine audio with over {MAX_ARRAY_CHANNELS} channels: down-mix it "
+                "first, e.g. wave.mean(axis=0))"
+            )
+        data = data.mean(axis=channel_axis)
     if not np.isfinite(data).all():
-        raise InvalidInputError("waveform contains NaN or inf values")
+        raise InvalidInputError(
+            "waveform contains NaN or inf values; replace them first (np.nan_to_num)"
+        )
     return np.ascontiguousarray(data, dtype=np.float32)
 
 

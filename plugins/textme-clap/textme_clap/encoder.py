@@ -12,6 +12,7 @@ or a ``.pt`` / ``.ckpt`` / ``.safetensors`` file means ``laion_clap``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Any, Literal
@@ -59,6 +60,41 @@ def infer_backend(model: str) -> BackendName:
     return "transformers"
 
 
+def _absolute_if_local(name: str) -> str:
+    """An existing local file or folder as an absolute path (bundles store :meth:`config`, so
+    a relative path would only resolve from the directory the bundle was trained in);
+    Hub ids and published checkpoint names are returned unchanged."""
+    path = os.path.expanduser(name)
+    return os.path.abspath(path) if os.path.exists(path) else name
+
+
+def peek_embedding_dim(model: str, backend: BackendName, revision: str | None = None,
+                       cache_dir: str | None = None) -> int:
+    """``projection_dim`` from a ``ClapModel``'s ``config.json`` in a local folder or already
+    in the Hugging Face cache (no download, no transformers import); 0 when unknown.
+
+    Every published CLAP is 512-d; this matters for local and tiny models, whose size must be
+    known before loading (e.g. for ``compute_offsets``). Loading measures the real size.
+    """
+    if backend != "transformers":
+        return 0
+    try:
+        if os.path.isdir(model):
+            path: str | None = os.path.join(model, "config.json")
+        else:
+            from huggingface_hub import try_to_load_from_cache
+
+            found = try_to_load_from_cache(model, "config.json", revision=revision,
+                                           cache_dir=cache_dir)
+            path = found if isinstance(found, str) else None
+        if not path or not os.path.isfile(path):
+            return 0
+        with open(path, encoding="utf-8") as f:
+            return int(json.load(f).get("projection_dim", 0))
+    except (OSError, ValueError, TypeError, AttributeError, ImportError):  # best effort only
+        return 0
+
+
 class CLAPEncoder(ModalityEncoder):
     """A CLAP model as a textme-sdk audio encoder (512-d).
 
@@ -77,6 +113,8 @@ class CLAPEncoder(ModalityEncoder):
             Fusion models always use the upstream fusion input.
         input_sample_rate: the rate of bare waveform arrays (otherwise pass ``(wave, rate)``).
         embedding_dim: expected output size (512 for every published CLAP); checked on load.
+            Without it, a local folder's (or cached repo's) ``config.json`` gives the size
+            before loading.
         cache_dir: Hugging Face cache folder.
         device, dtype: where and how to load (default CUDA when available, float32).
 
@@ -103,7 +141,7 @@ class CLAPEncoder(ModalityEncoder):
                  cache_dir: str | None = None, device: str | torch.device | None = None,
                  dtype: torch.dtype | None = None):
         super().__init__(device, dtype)
-        self.model_id = os.fspath(model)
+        self.model_id = _absolute_if_local(os.fspath(model))
         self.backend_name: BackendName = backend or infer_backend(self.model_id)
         if self.backend_name not in _LICENSES:
             raise InvalidInputError(
@@ -114,12 +152,13 @@ class CLAPEncoder(ModalityEncoder):
         if text_config is not None and self.backend_name != "laion_clap":
             raise InvalidInputError("text_config applies to the laion_clap backend only")
         self.revision = revision
-        self.tokenizer = tokenizer
+        self.tokenizer = _absolute_if_local(tokenizer) if isinstance(tokenizer, str) else tokenizer
         self.text_config = text_config
         self.long_audio = long_audio
         self.input_sample_rate = input_sample_rate
         self.cache_dir = cache_dir
-        self.embedding_dim = embedding_dim or 512
+        self.embedding_dim = (embedding_dim or peek_embedding_dim(
+            self.model_id, self.backend_name, revision, cache_dir) or 512)
         self._expected_dim = embedding_dim
         self.license = _LICENSES[self.backend_name]
         self._backend: Backend | None = None
@@ -224,7 +263,9 @@ class CLAPEncoder(ModalityEncoder):
 
     def config(self) -> dict[str, Any]:
         """Keyword arguments that rebuild this encoder (an injected tokenizer object is not
-        stored: only a tokenizer given by name or folder)."""
+        stored: only a tokenizer given by name or folder). Local files and folders are stored
+        as absolute paths, so ``TextME.from_pretrained`` rebuilds the same model on this
+        machine from any working directory."""
         cfg: dict[str, Any] = {"model": self.model_id, "backend": self.backend_name}
         if self.revision:
             cfg["revision"] = self.revision

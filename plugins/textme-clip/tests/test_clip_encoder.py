@@ -1,6 +1,7 @@
 """Offline tests of the ``clip`` plugin: a tiny open_clip ViT with random weights, real image
-files generated here, and the key layout of the full-size default (ViT-H-14) built on the
-meta device."""
+files generated here, training end to end with the real MiniLM anchor (tiny model saved as an
+open_clip ``local-dir:`` folder, so a bundle rebuilds it), and the key layout of the full-size
+default (ViT-H-14) built on the meta device."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from PIL import Image
 from textme_clip import CLIPEncoder, CLIPLoadError, parse_model_spec
 from textme_clip.encoder import DEFAULT_MODEL, build_open_clip
 
-from textme_sdk.errors import InvalidInputError
+import textme_sdk as tm
+from textme_sdk.errors import EmptyInputError, InvalidInputError
 
 TINY = "textme-test-tiny-vit"
 TINY_CFG = {
@@ -49,6 +51,69 @@ def tiny(tiny_arch) -> CLIPEncoder:
 def picture() -> Image.Image:
     rng = np.random.default_rng(0)
     return Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tiny, tmp_path_factory):
+    """The tiny model as a self-contained open_clip folder (``local-dir:``): config + weights,
+    so that it can be rebuilt from ``encoder.config()`` alone (what a bundle stores)."""
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("tiny_clip_dir")
+    (folder / "open_clip_config.json").write_text(json.dumps({
+        "model_cfg": TINY_CFG, "preprocess_cfg": dict(tiny._model.visual.preprocess_cfg),
+    }))
+    state = {k: v.detach().contiguous() for k, v in tiny._model.state_dict().items()}
+    save_file(state, str(folder / "open_clip_model.safetensors"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def anchor():
+    """The real all-MiniLM-L6-v2 anchor (384-d, offline)."""
+    return tm.get_anchor("minilm")
+
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (40, 60, 220),
+           "yellow": (230, 220, 40), "white": (245, 245, 245), "black": (10, 10, 10)}
+SHAPES = ("square", "stripe", "frame", "dot")
+
+
+def draw(colour: str, shape: str, size: tuple[int, int], seed: int) -> Image.Image:
+    """A small synthetic picture: a coloured shape on a noisy grey background."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    img = rng.integers(90, 160, (h, w, 3), dtype=np.uint8)
+    rgb = np.array(COLOURS[colour], np.uint8)
+    if shape == "square":
+        img[h // 4:3 * h // 4, w // 4:3 * w // 4] = rgb
+    elif shape == "stripe":
+        img[h // 2 - 4:h // 2 + 4] = rgb
+    elif shape == "frame":
+        img[:4], img[-4:], img[:, :4], img[:, -4:] = rgb, rgb, rgb, rgb
+    else:
+        yy, xx = np.ogrid[:h, :w]
+        img[(yy - h // 2) ** 2 + (xx - w // 2) ** 2 < (min(h, w) // 4) ** 2] = rgb
+    return Image.fromarray(img)
+
+
+def write_images(folder, n: int) -> list:
+    """``n`` PNG/JPEG files of varying sizes."""
+    paths = []
+    names = list(COLOURS)
+    for i in range(n):
+        colour, shape = names[i % len(names)], SHAPES[(i // len(names)) % len(SHAPES)]
+        img = draw(colour, shape, (40 + 8 * (i % 4), 48 + 8 * (i % 3)), seed=i)
+        path = folder / f"img{i:02d}.{'png' if i % 2 else 'jpg'}"
+        img.save(path, **({} if i % 2 else {"quality": 90}))
+        paths.append(path)
+    return paths
+
+
+def captions(n: int) -> list[str]:
+    places = ("on a grey wall", "in a photo", "on a noisy background", "in the middle")
+    out = [f"a {c} {s} {p}" for p in places for s in SHAPES for c in COLOURS]
+    return out[:n]
 
 
 # -- model names ---------------------------------------------------------------------------
@@ -135,7 +200,7 @@ def test_preprocessing_is_open_clips_own_transform(tiny, tiny_arch, picture):
 
 def test_bad_inputs_raise_clear_errors(tiny, tmp_path):
     cases = [
-        ([tmp_path / "missing.png"], "not found"),
+        ([tmp_path / "missing.png"], "not found.*check the path"),
         ([np.zeros((2, 8, 8, 3), np.uint8)], "a batch"),
         ([np.full((8, 8, 3), 7.0, np.float32)], r"\[0, 1\]"),
         ([object()], "cannot read an image"),
@@ -146,8 +211,108 @@ def test_bad_inputs_raise_clear_errors(tiny, tmp_path):
             tiny.encode_modal(inputs)
     bad = tmp_path / "not-an-image.png"
     bad.write_text("hello")
-    with pytest.raises(InvalidInputError, match="could not decode"):
+    with pytest.raises(InvalidInputError, match="could not decode.*corrupt or not an image"):
         tiny.encode_modal([bad])
+
+
+def test_wrong_types_corrupt_files_and_channel_counts_raise_typed_errors(tiny, picture, tmp_path):
+    """Every bad input gets a textme-sdk error that names the problem and the fix."""
+    png = tmp_path / "ok.png"
+    picture.save(png)
+    truncated, garbage, folder = tmp_path / "cut.png", tmp_path / "noise.jpg", tmp_path / "dir"
+    truncated.write_bytes(png.read_bytes()[: png.stat().st_size // 2])
+    garbage.write_bytes(np.random.default_rng(1).integers(0, 256, 600, np.uint8).tobytes())
+    folder.mkdir()
+    cases = [
+        # wrong types: the container, then the items
+        ("cat.png", InvalidInputError, "wrap it in a list"),
+        (42, InvalidInputError, "expects a list"),
+        ([42], InvalidInputError, "cannot read an image from a int.*pass a file path"),
+        ([None], InvalidInputError, "cannot read an image from a NoneType"),
+        ([png.read_bytes()], InvalidInputError, "cannot read an image from a bytes"),
+        ([], EmptyInputError, "no inputs"),
+        # files
+        ([folder], InvalidInputError, "is a folder, not an image file"),
+        ([truncated], InvalidInputError, "could not decode.*corrupt"),
+        ([garbage], InvalidInputError, "could not decode.*corrupt"),
+        # channel counts and shapes
+        ([np.zeros((8, 8, 2), np.uint8)], InvalidInputError, r"1, 3 or 4 channels.*\(8, 8, 2\)"),
+        ([np.zeros((8, 8, 5), np.uint8)], InvalidInputError, r"1, 3 or 4 channels.*convert"),
+        ([torch.zeros(2, 8, 8)], InvalidInputError, r"C x H x W.*\(2, 8, 8\)"),
+        ([torch.zeros(5, 8, 8)], InvalidInputError, r"1, 3 or 4 channels.*\(5, 8, 8\)"),
+        ([np.zeros(8, np.uint8)], InvalidInputError, r"got shape \(8,\)"),
+        ([np.zeros((0, 8, 3), np.uint8)], InvalidInputError, "zero size"),
+        ([np.full((8, 8, 3), np.nan, np.float32)], InvalidInputError, "NaN.*nan_to_num"),
+        ([np.zeros((8, 8, 3), np.float32)[None].repeat(2, 0)], InvalidInputError, "pass a list"),
+    ]
+    for inputs, error, match in cases:
+        with pytest.raises(error, match=match):
+            tiny.encode_modal(inputs)
+    with pytest.raises(InvalidInputError, match="zero size"):
+        tiny.encode_modal([Image.new("RGB", (0, 4))])
+    assert tiny.encode_modal([png]).shape == (1, 32)  # the good file next to them still works
+
+
+def test_16_bit_images_are_scaled_not_saturated(tiny, tmp_path):
+    """PIL's convert("RGB") turns a 16-bit greyscale PNG almost white; the plugin rescales."""
+    ramp = (np.arange(32 * 32).reshape(32, 32) * 64).astype(np.uint16)
+    path = tmp_path / "sixteen.png"
+    Image.fromarray(ramp).save(path)
+    assert Image.open(path).mode.startswith("I;16")
+    eight_bit = np.rint(ramp / 65535.0 * 255).astype(np.uint8)
+    got = tiny.encode_modal([path, Image.fromarray(ramp).convert("I")])
+    expected = tiny.encode_modal([eight_bit])
+    assert torch.allclose(got, expected.expand(2, -1), atol=1e-5)
+
+
+# -- end to end ----------------------------------------------------------------------------
+def test_trains_end_to_end_and_reloads_from_the_bundle(tiny_dir, anchor, tmp_path):
+    """compute_offsets -> train_projector -> TextME -> embed files -> save -> from_pretrained."""
+    enc = tm.get_encoder("clip", model=f"local-dir:{tiny_dir}", device="cpu")
+    assert enc.embedding_dim == 32 and not enc.is_loaded  # read from open_clip_config.json
+    files = write_images(tmp_path, 32)
+    texts = captions(48)  # unpaired: the captions do not describe these files one to one
+    offsets = tm.compute_offsets(enc, texts, files)
+    assert offsets.n_text == 48 and offsets.n_modal == 32 and offsets.dim == 32
+    cfg = tm.TrainConfig(epochs=2, batch_size=16, seed=0)
+    projector = tm.train_projector(enc, anchor, texts, offsets, cfg, cache=tmp_path / "cache")
+    model = tm.TextME(anchor, device="cpu").add_modality(enc, projector, offsets)
+
+    emb = model.embed(files[:8], modality="image")
+    assert emb.shape == (8, 384) and np.isfinite(emb).all()
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    assert model.embed(files[0], modality="image").shape == (384,)
+
+    bundle = model.save_pretrained(tmp_path / "bundle")
+    stored = json.loads((bundle / "config.json").read_text())["modalities"]["image"]["encoder"]
+    assert stored == enc.config() == {"model": f"local-dir:{tiny_dir}", "pretrained": None,
+                                      "embedding_dim": 32}
+    loaded = tm.TextME.from_pretrained(bundle, device="cpu")  # anchor rebuilt from config too
+    reloaded = loaded.entry("image").encoder
+    assert reloaded is not enc and not reloaded.is_loaded  # a fresh encoder, built from config
+    reloaded.load("cpu")  # TextME(device=) does not pin unloaded encoders; CUDA would be fp16
+    np.testing.assert_allclose(loaded.embed(files[:8], modality="image"), emb, atol=1e-6)
+    np.testing.assert_allclose(
+        loaded.embed(["a red square"], modality="text", via="image"),
+        model.embed(["a red square"], modality="text", via="image"), atol=1e-6)
+
+    # bad inputs surface as typed errors through the top-level API too
+    with pytest.raises(EmptyInputError):
+        loaded.embed([], modality="image")
+    with pytest.raises(InvalidInputError, match="not found"):
+        loaded.embed([tmp_path / "gone.png"], modality="image")
+
+
+def test_local_paths_are_stored_absolute(tiny_dir, tiny_arch, tmp_path, monkeypatch):
+    """A bundle must rebuild the encoder from any working directory."""
+    monkeypatch.chdir(tiny_dir.parent)
+    enc = CLIPEncoder(f"local-dir:{tiny_dir.name}")
+    assert enc.config()["model"] == f"local-dir:{tiny_dir}"
+    (tmp_path / "w.safetensors").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert CLIPEncoder(tiny_arch, pretrained="w.safetensors").config()["pretrained"] == str(
+        tmp_path / "w.safetensors")
+    assert CLIPEncoder("ViT-B-32:openai").config()["pretrained"] == "openai"  # tags stay tags
 
 
 # -- weights -------------------------------------------------------------------------------

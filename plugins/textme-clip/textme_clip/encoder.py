@@ -13,8 +13,10 @@ explicit ``random_init=True`` (tests, architecture checks).
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -33,6 +35,8 @@ DEFAULT_ARCH = "ViT-H-14"
 DEFAULT_TAG = "laion2b_s32b_b79k"
 DEFAULT_MODEL = f"{DEFAULT_ARCH}:{DEFAULT_TAG}"
 _SCHEMAS = ("hf-hub:", "local-dir:")
+_LOCAL_DIR = "local-dir:"
+_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
 #: Output sizes of common architectures, so ``embedding_dim`` is known before loading.
 _KNOWN_DIMS: dict[str, int] = {
@@ -110,6 +114,56 @@ def parse_model_spec(model: str, pretrained: str | None = None,
             "random_init=True for random weights"
         )
     return ModelSpec(arch, weights, False)
+
+
+def absolute_paths(spec: ModelSpec) -> ModelSpec:
+    """The same spec with local paths made absolute, so that a bundle storing
+    :meth:`CLIPEncoder.config` rebuilds the encoder from any working directory.
+
+    ``local-dir:`` folders always; ``pretrained`` only when it names an existing checkpoint
+    file (a pretrained tag is never a path).
+    """
+    if spec.name.startswith(_LOCAL_DIR):
+        folder = spec.name[len(_LOCAL_DIR):]
+        if folder:
+            spec = replace(spec, name=_LOCAL_DIR + os.path.abspath(os.path.expanduser(folder)))
+    weights = os.path.expanduser(spec.pretrained or "")
+    if weights.endswith(_CHECKPOINT_SUFFIXES) and os.path.isfile(weights):
+        spec = replace(spec, pretrained=os.path.abspath(weights))
+    return spec
+
+
+def peek_embedding_dim(spec: ModelSpec, cache_dir: str | None = None) -> int:
+    """The output size a spec will have, read cheaply without importing open_clip; 0 if unknown.
+
+    Sources, first hit wins: the table of common architectures; ``open_clip_config.json`` of
+    a ``local-dir:`` folder or of an ``hf-hub:`` repo already in the Hugging Face cache; the
+    built-in config file shipped with open_clip. Loading always measures the real size.
+    """
+    if spec.name in _KNOWN_DIMS:
+        return _KNOWN_DIMS[spec.name]
+    try:
+        if spec.name.startswith(_LOCAL_DIR):
+            path: str | None = os.path.join(spec.name[len(_LOCAL_DIR):], "open_clip_config.json")
+        elif spec.name.startswith("hf-hub:"):
+            from huggingface_hub import try_to_load_from_cache
+
+            found = try_to_load_from_cache(spec.name[len("hf-hub:"):], "open_clip_config.json",
+                                           cache_dir=cache_dir)
+            path = found if isinstance(found, str) else None
+        else:
+            import importlib.util
+
+            found_spec = importlib.util.find_spec("open_clip")  # locates, does not import
+            roots = list(found_spec.submodule_search_locations or []) if found_spec else []
+            path = os.path.join(roots[0], "model_configs", f"{spec.name}.json") if roots else None
+        if not path or not os.path.isfile(path):
+            return 0
+        with open(path, encoding="utf-8") as f:
+            cfg = json.load(f)
+        return int(cfg.get("model_cfg", cfg).get("embed_dim", 0))
+    except (OSError, ValueError, TypeError, AttributeError, ImportError):  # best effort only
+        return 0
 
 
 def weight_license(spec: ModelSpec) -> str:
@@ -209,7 +263,8 @@ class CLIPEncoder(ModalityEncoder):
             paper's image encoder.
         pretrained: a pretrained tag or a checkpoint file, when ``model`` has no tag.
         random_init: build with random weights instead of loading any (tests only).
-        embedding_dim: expected output size; checked on load (known for common archs).
+        embedding_dim: expected output size; checked on load. Without it the size is read
+            cheaply from the model's config where possible (see :func:`peek_embedding_dim`).
         cache_dir: where open_clip caches downloads (default: the Hugging Face cache).
         device: ``"cuda"``, ``"cpu"``...; default CUDA when available.
         dtype: weights dtype; default float16 on CUDA, float32 on CPU.
@@ -235,9 +290,9 @@ class CLIPEncoder(ModalityEncoder):
                  cache_dir: str | None = None, device: str | torch.device | None = None,
                  dtype: torch.dtype | None = None):
         super().__init__(device, dtype)
-        self.spec = parse_model_spec(model, pretrained, random_init)
+        self.spec = absolute_paths(parse_model_spec(model, pretrained, random_init))
         self.cache_dir = cache_dir
-        self.embedding_dim = embedding_dim or _KNOWN_DIMS.get(self.spec.name, 0)
+        self.embedding_dim = embedding_dim or peek_embedding_dim(self.spec, cache_dir)
         self._expected_dim = embedding_dim
         self.license = weight_license(self.spec) if not random_init else "random weights"
         self._model: torch.nn.Module | None = None
@@ -295,7 +350,13 @@ class CLIPEncoder(ModalityEncoder):
         return self._model.encode_text(tokens)
 
     def config(self) -> dict[str, Any]:
-        """Keyword arguments that rebuild this encoder (``model`` holds ``ARCH:TAG``)."""
+        """Keyword arguments that rebuild this encoder.
+
+        ``model`` holds the architecture (or ``hf-hub:`` / ``local-dir:`` id) and
+        ``pretrained`` the tag or checkpoint file; local paths are stored absolute, so
+        ``TextME.from_pretrained`` rebuilds the same weights on this machine from any working
+        directory (a bundle trained on local weights needs those files where they were).
+        """
         cfg: dict[str, Any] = {"model": self.spec.name, "pretrained": self.spec.pretrained}
         if self.spec.random_init:
             cfg["random_init"] = True

@@ -10,6 +10,8 @@ Layout conventions:
 * torch tensors are ``C x H x W`` (torchvision convention) or ``H x W``; ``H x W x C`` is
   accepted when the first axis cannot be channels.
 * ``uint8`` holds 0..255; floating point holds 0..1 (anything else is rejected, not guessed).
+* 16-bit images (PIL modes ``I;16*`` and ``I``, e.g. 16-bit greyscale PNG/TIFF) are scaled
+  from 0..65535 to 0..255; PIL's own ``convert("RGB")`` would saturate them to white.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from textme_sdk.errors import InvalidInputError
+from textme_sdk.errors import InvalidInputError, MissingInputFileError
 
 __all__ = ["to_pil", "IMAGE_EXTENSIONS"]
 
@@ -35,10 +37,11 @@ def to_pil(item: Any) -> Image.Image:
     """Convert one image input to an RGB :class:`PIL.Image.Image`.
 
     Raises:
-        InvalidInputError: unknown type, missing file, batched array, or values out of range.
+        InvalidInputError: unknown type, missing or undecodable file, batched array, a channel
+            count other than 1, 3 or 4, zero size, or values out of range.
     """
     if isinstance(item, Image.Image):
-        return item.convert("RGB")
+        return _pil_to_rgb(item)
     if isinstance(item, (str, os.PathLike)):
         return _open(os.fspath(item))
     if isinstance(item, torch.Tensor):
@@ -52,13 +55,50 @@ def to_pil(item: Any) -> Image.Image:
 
 
 def _open(path: str) -> Image.Image:
+    if os.path.isdir(path):
+        raise InvalidInputError(
+            f"{path!r} is a folder, not an image file; pass the image files inside it "
+            "(e.g. sorted(Path(folder).glob('*.jpg')))"
+        )
     if not os.path.isfile(path):
-        raise InvalidInputError(f"image file not found: {path!r}")
+        raise MissingInputFileError(
+            f"image file not found: {path!r}; check the path (relative paths are resolved "
+            f"against the working directory {os.getcwd()!r})"
+        )
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
-    except (OSError, ValueError) as exc:
-        raise InvalidInputError(f"could not decode image {path!r}: {exc}") from exc
+            return _pil_to_rgb(img)
+    except InvalidInputError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise InvalidInputError(
+            f"image {path!r} is too large for PIL's decompression-bomb guard ({exc}); if you "
+            "trust it, raise PIL.Image.MAX_IMAGE_PIXELS or downscale it first"
+        ) from exc
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL raises SyntaxError for some headers
+        raise InvalidInputError(
+            f"could not decode image {path!r} ({exc}); the file is corrupt or not an image - "
+            "re-export it as PNG or JPEG"
+        ) from exc
+
+
+def _pil_to_rgb(img: Image.Image) -> Image.Image:
+    """RGB copy of a PIL image; 16/32-bit integer and float modes are scaled, not saturated."""
+    if img.width == 0 or img.height == 0:
+        raise InvalidInputError(f"image has zero size ({img.width} x {img.height}); skip it")
+    if img.mode.startswith("I;16"):
+        return _array_to_pil(np.asarray(img).astype(np.float32)[:, :, None] / 65535.0)
+    if img.mode == "I":
+        arr = np.asarray(img)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise InvalidInputError(
+                f"32-bit integer image with values in [{arr.min()}, {arr.max()}]; scale it to "
+                "uint8 (0..255) or float (0..1) first"
+            )
+        return _array_to_pil(arr.astype(np.float32)[:, :, None] / 65535.0)
+    if img.mode == "F":
+        return _array_to_pil(np.asarray(img, dtype=np.float32)[:, :, None])
+    return img.convert("RGB")
 
 
 def _numpy_to_hwc(arr: np.ndarray) -> np.ndarray:
@@ -88,7 +128,13 @@ def _tensor_to_hwc(tensor: torch.Tensor) -> np.ndarray:
 
 
 def _bad_shape(shape: tuple[int, ...], what: str, layout: str) -> InvalidInputError:
-    hint = " (a batch? pass a list of images instead, e.g. list(batch))" if len(shape) == 4 else ""
+    if len(shape) == 4:
+        hint = "; a batch? pass a list of images instead, e.g. list(batch)"
+    elif len(shape) == 3:
+        hint = ("; convert it to RGB (3 channels), greyscale (1) or RGBA (4), e.g. keep the "
+                "first 3 channels")
+    else:
+        hint = ""
     return InvalidInputError(
         f"clip expects one image per {what} laid out {layout} with 1, 3 or 4 channels; "
         f"got shape {shape}{hint}"
@@ -102,7 +148,9 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
         return arr.astype(np.uint8) * 255
     if np.issubdtype(arr.dtype, np.floating):
         if not np.isfinite(arr).all():
-            raise InvalidInputError("image array contains NaN or inf values")
+            raise InvalidInputError(
+                "image array contains NaN or inf values; replace them first (np.nan_to_num)"
+            )
         lo, hi = float(arr.min()), float(arr.max())
         if lo < -1e-3 or hi > 1 + 1e-3:
             raise InvalidInputError(
@@ -116,6 +164,8 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
 
 
 def _array_to_pil(hwc: np.ndarray) -> Image.Image:
+    if hwc.shape[0] == 0 or hwc.shape[1] == 0:
+        raise InvalidInputError(f"image has zero size (shape {tuple(hwc.shape)}); skip it")
     data = _to_uint8(np.ascontiguousarray(hwc))
     channels = data.shape[-1]
     if channels == 1:
