@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import torch
 
+from .engine.progress import auto_progress
 from .errors import EmptyInputError, InvalidEmbeddingError, InvalidInputError
 
 __all__ = ["ModalityEncoder", "AnchorModel", "InputSpec", "resolve_device", "Role"]
@@ -117,8 +118,7 @@ def _batched(
     if sort_key is not None:
         order.sort(key=lambda i: -sort_key(items[i]))
     n_batches = math.ceil(len(items) / batch_size)
-    if show_progress_bar is None:
-        show_progress_bar = n_batches > 8
+    show_progress_bar = auto_progress(show_progress_bar, n_batches > 8)
     out = torch.empty(len(items), dim)
     from tqdm.auto import tqdm
 

@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import InvalidEmbeddingError
+from .progress import auto_progress
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class EmbeddingCache:
 
         chunks = []
         bar = tqdm(total=len(texts), desc=description,
-                   disable=not (show_progress_bar if show_progress_bar is not None else n_chunks > 1))
+                   disable=not auto_progress(show_progress_bar, n_chunks > 1))
         for c in range(n_chunks):
             part = parts / f"{c:06d}.safetensors"
             sub = texts[c * chunk_size : (c + 1) * chunk_size]

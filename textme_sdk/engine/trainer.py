@@ -28,6 +28,7 @@ from safetensors.torch import load_file
 from ..errors import DimensionMismatchError, EmptyInputError, TrainingInterrupted
 from .cache import atomic_save
 from .losses import hard_negative_infonce
+from .progress import auto_progress
 from .projector import Projector
 
 logger = logging.getLogger(__name__)
@@ -330,7 +331,7 @@ def fit_projector(
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total_steps, initial=state["step"], desc="training projector",
-               disable=not (show_progress_bar if show_progress_bar is not None else total_steps > 50))
+               disable=not auto_progress(show_progress_bar, total_steps > 50))
     t0, steps_here = time.perf_counter(), 0
     with _stop_on_signals() as stop:
         while state["epoch"] < cfg.epochs:

@@ -196,8 +196,15 @@ def _secondary(rgb: np.ndarray) -> np.ndarray:
     return rgb + (255.0 - rgb) * 0.6
 
 
+def _frame(cx: float, cy: float, radius: float, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates relative to an object's centre, scaled by its radius and rotated."""
+    cos, sin = np.cos(angle), np.sin(angle)
+    x, y = (_XX - cx) / radius, (_YY - cy) / radius
+    return cos * x + sin * y, -sin * x + cos * y
+
+
 def _object_frame(attrs: ImageAttributes, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Object-centred, radius-scaled, slightly rotated coordinates ``(u, v)`` of every pixel."""
+    """The main object's frame: size and position from ``attrs``, slightly jittered."""
     lo, hi = SIZES[attrs.size]
     radius = rng.uniform(lo, hi)
     dx, dy = POSITIONS[attrs.position]
@@ -205,15 +212,30 @@ def _object_frame(attrs: ImageAttributes, rng: np.random.Generator) -> tuple[np.
     centre = (IMAGE_SIZE - 1) / 2
     cx = centre + dx * reach + rng.uniform(-1.5, 1.5)
     cy = centre + dy * reach + rng.uniform(-1.5, 1.5)
-    angle = rng.uniform(-0.3, 0.3)
-    cos, sin = np.cos(angle), np.sin(angle)
-    x, y = (_XX - cx) / radius, (_YY - cy) / radius
-    return cos * x + sin * y, -sin * x + cos * y
+    return _frame(cx, cy, radius, rng.uniform(-0.3, 0.3))
+
+
+def _distractor_frame(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A small background object anywhere in the picture."""
+    cx, cy = rng.uniform(3.0, IMAGE_SIZE - 4.0, 2)
+    return _frame(cx, cy, rng.uniform(2.5, 4.0), rng.uniform(-0.3, 0.3))
+
+
+def _paint(img: np.ndarray, signature: VisualSignature, frame: tuple[np.ndarray, np.ndarray],
+           rgb: np.ndarray) -> None:
+    """Draw an object of ``signature`` in colour ``rgb`` (pattern in the contrasting shade)."""
+    mask = SHAPES[signature.shape](*frame)
+    img[mask] = rgb
+    img[PATTERNS[signature.pattern](*frame) & mask] = _secondary(rgb)
+
+
+def _jittered(colour: str, rng: np.random.Generator) -> np.ndarray:
+    return np.asarray(COLOURS[colour], dtype=np.float32) + rng.uniform(-18, 18, 3).astype(np.float32)
 
 
 def render_image(
     signature: VisualSignature, attrs: ImageAttributes, rng: np.random.Generator,
-    noise: float = 10.0,
+    noise: float = 10.0, distractor: VisualSignature | None = None,
 ) -> np.ndarray:
     """Draw one picture: ``uint8 [IMAGE_SIZE, IMAGE_SIZE, 3]`` (HWC, RGB).
 
@@ -222,14 +244,13 @@ def render_image(
         attrs: colour, size, position and background.
         rng: the source of jitter (position, radius, rotation, shade, texture, noise).
         noise: standard deviation of the per-pixel Gaussian noise, in 0..255 units.
+        distractor: another class drawn small, in a random colour and place, behind the main
+            object (captions never mention it, as alt-texts skip background clutter).
     """
     img = _background(attrs.background, rng)
-    u, v = _object_frame(attrs, rng)
-    mask = SHAPES[signature.shape](u, v)
-    primary = np.asarray(COLOURS[attrs.colour], dtype=np.float32) + rng.uniform(-18, 18, 3)
-    shaded = PATTERNS[signature.pattern](u, v) & mask
-    img[mask] = primary
-    img[shaded] = _secondary(primary)
+    if distractor is not None:
+        _paint(img, distractor, _distractor_frame(rng), _jittered(_choice(rng, COLOURS), rng))
+    _paint(img, signature, _object_frame(attrs, rng), _jittered(attrs.colour, rng))
     img *= np.float32(rng.uniform(0.88, 1.12))
     img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(noise)
     return np.clip(img, 0, 255).astype(np.uint8)

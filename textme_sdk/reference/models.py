@@ -72,7 +72,7 @@ class ReferenceConfig:
     text_heads: int = 4
     channels: list[int] = field(default_factory=lambda: [24, 48, 96])
     hidden: int = 128
-    init_temperature: float = 0.07
+    init_temperature: float = 0.01
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,7 +89,7 @@ class ReferenceConfig:
 def default_config(modality: str) -> ReferenceConfig:
     """The shipped architecture: 64-d image encoder, 48-d audio encoder."""
     if modality == "image":
-        return ReferenceConfig("image", 64, vocabulary("image"), channels=[24, 48, 96])
+        return ReferenceConfig("image", 64, vocabulary("image"), channels=[16, 32, 64])
     if modality == "audio":
         return ReferenceConfig("audio", 48, vocabulary("audio"), channels=[64, 96, 128])
     raise ValueError(f"unknown modality {modality!r}; choose 'image' or 'audio'")
@@ -160,14 +160,16 @@ def _conv_stages(dims: Sequence[int], conv: type[nn.Module], pool: type[nn.Modul
                  kernel: int) -> nn.Sequential:
     layers: list[nn.Module] = []
     for c_in, c_out in zip(dims[:-1], dims[1:]):
-        layers += [conv(c_in, c_out, kernel, padding=kernel // 2), nn.GELU(), pool(2)]
+        layers += [conv(c_in, c_out, kernel, padding=kernel // 2), nn.ReLU(), pool(2)]
     return nn.Sequential(*layers)
 
 
 class ImageTower(nn.Module):
     """Three conv + pool stages over a 32 x 32 RGB image, then an MLP head.
 
-    Input: float ``[N, 3, 32, 32]`` in [0, 1] (see :func:`image_batch`).
+    The head sees the final feature map both as it is (where things are) and max-pooled over
+    space (what is there, wherever it is). Input: float ``[N, 3, 32, 32]`` in [0, 1] (see
+    :func:`image_batch`).
     """
 
     def __init__(self, cfg: ReferenceConfig):
@@ -175,12 +177,13 @@ class ImageTower(nn.Module):
         self.features = _conv_stages([3, *cfg.channels], nn.Conv2d, nn.MaxPool2d, 3)
         side = images.IMAGE_SIZE // 2 ** len(cfg.channels)
         self.head = nn.Sequential(
-            nn.Flatten(), nn.Linear(cfg.channels[-1] * side * side, cfg.hidden), nn.GELU(),
-            nn.Linear(cfg.hidden, cfg.embed_dim),
+            nn.Linear(cfg.channels[-1] * (side * side + 1), cfg.hidden), nn.GELU(),
+            nn.Linear(cfg.hidden, cfg.embed_dim, bias=False),
         )
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features((pixels - 0.5) / 0.25))
+        maps = self.features((pixels - 0.5) / 0.25)
+        return self.head(torch.cat([maps.flatten(1), maps.amax(dim=(2, 3))], dim=1))
 
 
 def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int) -> torch.Tensor:
@@ -233,7 +236,7 @@ class AudioTower(nn.Module):
             frames //= 2
         self.head = nn.Sequential(
             nn.Flatten(), nn.Linear(cfg.channels[-1] * frames, cfg.hidden), nn.GELU(),
-            nn.Linear(cfg.hidden, cfg.embed_dim),
+            nn.Linear(cfg.hidden, cfg.embed_dim, bias=False),
         )
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:

@@ -161,8 +161,17 @@ def _event(sig: SoundSignature, f0: float, n: int, rng: np.random.Generator) -> 
     return wave / (np.abs(wave).max() + 1e-9)
 
 
+def _add_distractor(clip: np.ndarray, sig: SoundSignature, gain: float,
+                    rng: np.random.Generator) -> None:
+    """Mix one quieter event of another source somewhere into ``clip`` (in place)."""
+    length = int(NUM_SAMPLES * rng.uniform(0.15, 0.35))
+    start = int(rng.integers(0, NUM_SAMPLES - length))
+    event = _event(sig, sig.base_hz * rng.uniform(0.8, 1.25), length, rng).astype(np.float32)
+    clip[start : start + length] += np.float32(gain * rng.uniform(0.3, 0.8)) * event
+
+
 def synthesise(sig: SoundSignature, attrs: SoundAttributes, rng: np.random.Generator,
-               noise: float = 0.01) -> np.ndarray:
+               noise: float | None = None, distractor: SoundSignature | None = None) -> np.ndarray:
     """Synthesise one clip: ``float32 [NUM_SAMPLES]`` in [-1, 1] at :data:`SAMPLE_RATE`.
 
     The clip is split into ``attrs.repetitions`` equal slots; each slot holds the same event
@@ -174,10 +183,15 @@ def synthesise(sig: SoundSignature, attrs: SoundAttributes, rng: np.random.Gener
         sig: the class's sound signature.
         attrs: pitch, repetitions and loudness.
         rng: the source of jitter (pitch, timing, amplitude, phase, noise).
-        noise: standard deviation of the background noise floor.
+        noise: standard deviation of the background noise floor; ``None`` draws it per clip
+            between 0.005 and 0.06 (from studio-clean to a noisy street).
+        distractor: another source heard once, quieter, at a random time (captions never
+            mention it, as audio captions skip background sounds).
     """
+    if noise is None:
+        noise = rng.uniform(0.005, 0.06)
     clip = rng.standard_normal(NUM_SAMPLES, dtype=np.float32) * np.float32(noise)
-    f0 = sig.base_hz * PITCHES[attrs.pitch] * rng.uniform(0.95, 1.05)
+    f0 = sig.base_hz * PITCHES[attrs.pitch] * rng.uniform(0.92, 1.08)
     lo, hi = LOUDNESS[attrs.loudness]
     gain = rng.uniform(lo, hi)
     slot = NUM_SAMPLES // attrs.repetitions
@@ -186,4 +200,6 @@ def synthesise(sig: SoundSignature, attrs: SoundAttributes, rng: np.random.Gener
     for k in range(attrs.repetitions):
         start = k * slot + int(rng.integers(0, max(1, slot - length - 20)) * 0.3)
         clip[start : start + length] += np.float32(gain * rng.uniform(0.85, 1.0)) * event
+    if distractor is not None:
+        _add_distractor(clip, distractor, gain, rng)
     return np.clip(clip, -1.0, 1.0)

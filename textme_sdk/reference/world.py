@@ -37,6 +37,7 @@ __all__ = [
     "Concept",
     "Item",
     "CONCEPTS",
+    "DISTRACTOR_RATE",
     "PROMPT_TEMPLATES",
     "class_names",
     "get_concept",
@@ -188,6 +189,8 @@ _LOUD_ADJECTIVES = {"quiet": ("quiet", "soft", "faint"), "loud": ("loud", "noisy
 _LOUD_ADVERBS = {"quiet": ("quietly", "softly", "faintly"), "loud": ("loudly", "very loudly")}
 
 _SYNONYM_RATE = 0.2
+#: Share of samples that also show (or sound) a smaller object of another class, uncaptioned.
+DISTRACTOR_RATE = 0.35
 _WORD = re.compile(r"[a-z]+")
 _ARTICLE = re.compile(r"\ba (?=[aeiou])")
 
@@ -203,6 +206,7 @@ class Item:
         attributes: :class:`~.images.ImageAttributes` or :class:`~.sounds.SoundAttributes`.
         data: the raw sample: ``uint8 [32, 32, 3]`` image or ``float32 [6000]`` waveform (8 kHz).
         caption: one natural description of this very sample.
+        distractor: the class of an uncaptioned background object or sound, if any.
     """
 
     modality: str
@@ -211,6 +215,7 @@ class Item:
     attributes: Attributes
     data: np.ndarray = field(repr=False)
     caption: str
+    distractor: str | None = None
 
 
 # -- public helpers --------------------------------------------------------------------------
@@ -314,13 +319,22 @@ def _draw_concept_attrs(modality: str, rng: np.random.Generator) -> tuple[Concep
     return concept, sounds.sample_sound_attributes(rng)
 
 
-def _render(modality: str, concept: Concept, attrs: Attributes,
+def _draw_distractor(concept: Concept, rng: np.random.Generator) -> Concept | None:
+    if rng.random() >= DISTRACTOR_RATE:
+        return None
+    others = [c for c in CONCEPTS if c is not concept]
+    return others[int(rng.integers(len(others)))]
+
+
+def _render(modality: str, concept: Concept, attrs: Attributes, distractor: Concept | None,
             rng: np.random.Generator) -> np.ndarray:
     if modality == "image":
         assert isinstance(attrs, ImageAttributes)
-        return images.render_image(concept.visual, attrs, rng)
+        return images.render_image(concept.visual, attrs, rng,
+                                   distractor=distractor.visual if distractor else None)
     assert isinstance(attrs, SoundAttributes)
-    return sounds.synthesise(concept.sound, attrs, rng)
+    return sounds.synthesise(concept.sound, attrs, rng,
+                             distractor=distractor.sound if distractor else None)
 
 
 def _generate(modality: str, n: int, rng: np.random.Generator) -> list[Item]:
@@ -331,9 +345,11 @@ def _generate(modality: str, n: int, rng: np.random.Generator) -> list[Item]:
     out: list[Item] = []
     for _ in range(n):
         concept, attrs = _draw_concept_attrs(modality, rng)
-        data = _render(modality, concept, attrs, rng)
+        distractor = _draw_distractor(concept, rng)
+        data = _render(modality, concept, attrs, distractor, rng)
         caption = _describe(modality, concept, attrs, rng)
-        out.append(Item(modality, concept.name, _BY_NAME[concept.name], attrs, data, caption))
+        out.append(Item(modality, concept.name, _BY_NAME[concept.name], attrs, data, caption,
+                        distractor.name if distractor else None))
     return out
 
 
