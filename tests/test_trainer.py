@@ -107,3 +107,23 @@ def test_fp16_amp_on_cuda():
     x, y = _data()
     res = fit_projector(x, y, TrainConfig(epochs=10, batch_size=128, lr=2e-3), show_progress_bar=False)
     assert res.history[-1]["val_r1"] > 0.8
+
+
+def test_input_noise_is_deterministic_resumable_and_changes_training(tmp_path):
+    x, y = _data(600)
+    cfg = TrainConfig(epochs=3, batch_size=64, seed=1, input_noise=0.1)
+    a = fit_projector(x, y, cfg, show_progress_bar=False)
+    b = fit_projector(x, y, cfg, show_progress_bar=False)
+    plain = fit_projector(x, y, TrainConfig(epochs=3, batch_size=64, seed=1), show_progress_bar=False)
+    wa = a.projector.net[0].weight
+    assert torch.equal(wa, b.projector.net[0].weight)
+    assert not torch.equal(wa, plain.projector.net[0].weight)
+
+    def interrupt(step, loss):
+        if step == 11:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(tm.TrainingInterrupted):
+        fit_projector(x, y, cfg, checkpoint_dir=tmp_path, on_step=interrupt, show_progress_bar=False)
+    resumed = fit_projector(x, y, cfg, checkpoint_dir=tmp_path, resume=True, show_progress_bar=False)
+    assert torch.equal(wa, resumed.projector.net[0].weight)

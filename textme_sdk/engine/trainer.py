@@ -59,6 +59,10 @@ class TrainConfig:
         hidden_dim, num_layers, dropout: projector shape (``None`` hidden = ``d_m``).
         checkpoint_every: save a checkpoint every N steps (0 = at each epoch end only).
         select_best: return the epoch with the best held-out R@1 rather than the last.
+        input_noise: std of Gaussian noise added to each (centred) input during training
+            (0 = the paper's recipe). Text embeddings of templated captions form a discrete
+            set that modal embeddings never hit exactly; a little noise (CapDec-style) keeps
+            the projector smooth between them. Deterministic per (seed, step).
         device: ``None`` = CUDA when available.
     """
 
@@ -80,6 +84,7 @@ class TrainConfig:
     dropout: float = 0.0
     checkpoint_every: int = 0
     select_best: bool = True
+    input_noise: float = 0.0
     device: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -340,8 +345,13 @@ def fit_projector(
                 idx = batches[state["batch"]].to(device)
                 for group in opt.param_groups:
                     group["lr"] = lr_at(state["step"], total_steps, cfg)
+                xb = x_dev[idx].float()
+                if cfg.input_noise:
+                    noise_gen = torch.Generator(device=device).manual_seed(
+                        cfg.seed * 1_000_003 + state["step"])
+                    xb = xb + cfg.input_noise * torch.randn(xb.shape, generator=noise_gen, device=device)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    z = projector(x_dev[idx].float())
+                    z = projector(xb)
                 loss = hard_negative_infonce(z, y_dev[idx], cfg.temperature, cfg.window)
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()

@@ -14,17 +14,17 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "IMAGE_SIZE",
-    "COLOURS",
-    "SIZES",
-    "POSITIONS",
     "BACKGROUNDS",
-    "SHAPES",
+    "COLOURS",
+    "IMAGE_SIZE",
     "PATTERNS",
-    "VisualSignature",
+    "POSITIONS",
+    "SHAPES",
+    "SIZES",
     "ImageAttributes",
-    "sample_image_attributes",
+    "VisualSignature",
     "render_image",
+    "sample_image_attributes",
 ]
 
 #: Height and width of every image, in pixels.

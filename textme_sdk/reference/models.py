@@ -14,6 +14,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -26,22 +27,22 @@ from . import images, sounds
 from .world import split_words, vocabulary
 
 __all__ = [
-    "ReferenceConfig",
-    "default_config",
-    "WordTokenizer",
-    "TextTower",
-    "ImageTower",
+    "CONFIG_FORMAT",
     "AudioTower",
+    "ImageTower",
     "ReferenceCLIP",
+    "ReferenceConfig",
+    "TextTower",
+    "WordTokenizer",
+    "audio_batch",
     "build_model",
     "clip_loss",
+    "default_config",
     "image_batch",
-    "audio_batch",
-    "save_model",
     "load_model",
-    "read_config",
     "mel_filterbank",
-    "CONFIG_FORMAT",
+    "read_config",
+    "save_model",
 ]
 
 #: The ``format`` tag of the JSON written beside the weights.
@@ -159,7 +160,7 @@ class TextTower(nn.Module):
 def _conv_stages(dims: Sequence[int], conv: type[nn.Module], pool: type[nn.Module],
                  kernel: int) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for c_in, c_out in zip(dims[:-1], dims[1:]):
+    for c_in, c_out in pairwise(dims):
         layers += [conv(c_in, c_out, kernel, padding=kernel // 2), nn.ReLU(), pool(2)]
     return nn.Sequential(*layers)
 

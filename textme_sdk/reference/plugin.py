@@ -28,7 +28,7 @@ from ..encoders import InputSpec, ModalityEncoder
 from ..errors import InvalidInputError, TextMEError
 from ..hookspecs import hookimpl
 
-__all__ = ["ReferenceImageEncoder", "ReferenceAudioEncoder", "ASSETS", "register_encoders"]
+__all__ = ["ASSETS", "ReferenceAudioEncoder", "ReferenceImageEncoder", "register_encoders"]
 
 #: Folder of the shipped weights: ``<modality>.safetensors`` + ``<modality>.json``.
 ASSETS = Path(__file__).parent / "assets"
@@ -240,7 +240,7 @@ def _mono_float(x: np.ndarray) -> np.ndarray:
 
 def _resample(x: np.ndarray, rate: int, target: int) -> np.ndarray:
     """Linear-interpolation resampling (enough for this toy world)."""
-    n_out = int(round(len(x) * target / rate))
+    n_out = round(len(x) * target / rate)
     return np.interp(np.arange(n_out) * (rate / target), np.arange(len(x)), x).astype(np.float32)
 
 

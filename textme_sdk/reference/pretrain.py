@@ -29,7 +29,7 @@ import torch
 from . import quality, world
 from .models import ReferenceCLIP, audio_batch, build_model, default_config, image_batch, save_model
 
-__all__ = ["DEFAULT_STEPS", "PretrainSettings", "PretrainResult", "pretrain", "training_step_batch", "learning_rate", "main"]
+__all__ = ["DEFAULT_STEPS", "PretrainResult", "PretrainSettings", "learning_rate", "main", "pretrain", "training_step_batch"]
 
 logger = logging.getLogger(__name__)
 

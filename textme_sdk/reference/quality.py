@@ -18,14 +18,14 @@ from . import world
 from .models import ReferenceCLIP, audio_batch, image_batch
 
 __all__ = [
-    "TextFn",
     "ModalFn",
+    "TextFn",
     "class_text_embeddings",
-    "zero_shot_accuracy",
-    "recall_at_k",
-    "gap_metrics",
     "evaluate",
+    "gap_metrics",
     "model_encoders",
+    "recall_at_k",
+    "zero_shot_accuracy",
 ]
 
 TextFn = Callable[[list[str]], torch.Tensor]

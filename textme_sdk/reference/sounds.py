@@ -13,17 +13,17 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "SAMPLE_RATE",
+    "ENVELOPES",
+    "GLIDES",
+    "LOUDNESS",
+    "MODULATIONS",
     "NUM_SAMPLES",
     "PITCHES",
     "REPETITIONS",
-    "LOUDNESS",
+    "SAMPLE_RATE",
     "TIMBRES",
-    "ENVELOPES",
-    "GLIDES",
-    "MODULATIONS",
-    "SoundSignature",
     "SoundAttributes",
+    "SoundSignature",
     "sample_sound_attributes",
     "synthesise",
 ]

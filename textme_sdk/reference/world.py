@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 
@@ -31,30 +31,30 @@ from .images import ImageAttributes, VisualSignature
 from .sounds import SoundAttributes, SoundSignature
 
 __all__ = [
-    "Modality",
-    "Split",
-    "MODALITIES",
-    "Concept",
-    "Item",
     "CONCEPTS",
     "DISTRACTOR_RATE",
+    "MODALITIES",
     "PROMPT_TEMPLATES",
-    "class_names",
-    "get_concept",
-    "sample_items",
-    "training_batch",
+    "Concept",
+    "Item",
+    "Modality",
+    "Split",
     "caption_corpus",
+    "class_names",
     "describe",
+    "get_concept",
     "prompts_for",
-    "vocabulary",
+    "sample_items",
     "split_words",
     "stack_data",
+    "training_batch",
+    "vocabulary",
 ]
 
 Modality = Literal["image", "audio"]
 Split = Literal["unpaired", "eval", "pretrain", "corpus"]
 MODALITIES: tuple[str, ...] = ("image", "audio")
-Attributes = Union[ImageAttributes, SoundAttributes]
+Attributes = ImageAttributes | SoundAttributes
 
 _MODALITY_CODE = {"image": 1, "audio": 2}
 _SPLIT_CODE = {"unpaired": 11, "eval": 23, "pretrain": 37, "corpus": 53}
