@@ -50,6 +50,11 @@ class DemoConfig:
         train_texts: text descriptions the projector is trained on.
         eval_items: held-out labelled samples per modality.
         epochs, batch_size: projector training.
+        hidden_dim: projector width. The paper uses the encoder's dimension (``None``); the
+            reference encoders are only 48-64-d, too narrow a hidden layer for a 384-d anchor,
+            so the demo widens it to 512.
+        input_noise: training-input noise (see :class:`TrainConfig`); the reference world's
+            templated captions need it, real caption corpora usually do not.
         seed: seeds data generation and training.
         anchor: anchor name.
         out_dir: where the report goes (``None`` = no files).
@@ -62,6 +67,8 @@ class DemoConfig:
     eval_items: int = 1000
     epochs: int = 30
     batch_size: int = 512
+    input_noise: float = 0.05
+    hidden_dim: int | None = 512
     seed: int = 0
     anchor: str = "minilm"
     out_dir: str | None = "textme-report"
@@ -93,7 +100,8 @@ def _modality_run(m: str, cfg: DemoConfig, anchor, log: Callable[[str], None]) -
     log(f"[{m}] offsets from {offsets.n_text} texts / {offsets.n_modal} unpaired samples: "
         f"gap {offsets.gap:.3f}")
     texts = world.caption_corpus(m, cfg.train_texts, seed=cfg.seed + 2)
-    tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed)
+    tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
+                       input_noise=cfg.input_noise, hidden_dim=cfg.hidden_dim)
     projector = train_projector(enc, anchor, texts, offsets, tcfg)
     no_offsets = Offsets.zeros(enc.embedding_dim)
     projector0 = train_projector(enc, anchor, texts, no_offsets, tcfg)

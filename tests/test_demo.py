@@ -1,0 +1,56 @@
+"""A scaled-down run of the demo through the public API: orderings, not exact values."""
+
+import pytest
+
+from textme_sdk.demo import DemoConfig, format_tables, run_demo
+
+
+@pytest.fixture(scope="module")
+def results():
+    return run_demo(DemoConfig.quick(), log=lambda m: None)
+
+
+@pytest.mark.parametrize("modality", ["image", "audio"])
+def test_offsets_make_zero_shot_work(results, modality):
+    met = results["modalities"][modality]["metrics"]
+    zs = {k: v["zero-shot top-1"] for k, v in met.items()}
+    assert zs["textme"] > zs["no_offsets"] + 3, zs
+    assert zs["textme"] > zs["naive"] + 3, zs
+    assert zs["textme"] > 5 * 100 / 24, zs  # 24 classes: far above chance
+
+
+@pytest.mark.parametrize("modality", ["image", "audio"])
+def test_textme_keeps_most_of_the_pretrained_retrieval(results, modality):
+    ppr = results["modalities"][modality]["ppr"]
+    assert ppr["T->X R@5"] > 50 and ppr["zero-shot top-1"] > 50, ppr
+
+
+def test_emergent_retrieval_far_above_chance(results):
+    e = results["emergent"]
+    assert e["image->audio R@1"] > 3 * e["chance R@1"]
+    assert e["audio->image R@1"] > 3 * e["chance R@1"]
+
+
+def test_report_lists_gap_geometry_and_ppr(results):
+    for r in results["modalities"].values():
+        g = r["geometry"]
+        assert 0 < g["gap_norm"] < 2 and -1 <= g["gap_consistency"] <= 1
+        assert set(r["ppr"]) == {"T->X R@1", "T->X R@5", "zero-shot top-1"}
+    table = format_tables(results)
+    assert "PPR" in table and "emergent" in table
+
+
+def test_cli_demo_writes_a_report(tmp_path):
+    from typer.testing import CliRunner
+
+    from textme_sdk.cli import get_app
+
+    res = CliRunner().invoke(get_app(), ["demo", "--quick", "--out", str(tmp_path / "r"),
+                                         "--train-texts", "1500", "--epochs", "5"])
+    assert res.exit_code == 0, res.output
+    files = {p.name for p in (tmp_path / "r").iterdir()}
+    assert {"report.md", "results.json", "gap_image.png", "gap_audio.png", "bundles"} <= files
+    import textme_sdk as tm
+
+    bundle = tm.TextME.from_pretrained(tmp_path / "r/bundles/image")
+    assert bundle.modalities == ["image"]
