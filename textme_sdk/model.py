@@ -210,7 +210,10 @@ class TextME:
         Args:
             repo_or_dir: a bundle folder, or a Hub repo id (``"org/name"``).
             modalities: subset of modalities to load.
-            revision, cache_dir, token, local_files_only: as in ``huggingface_hub``.
+            revision: Hub branch, tag or commit.
+            cache_dir: Hub cache folder (default: the huggingface_hub cache).
+            token: Hub token for private repositories.
+            local_files_only: never reach the network; use the cache only.
             device: where projectors run.
             anchor: use this anchor object instead of rebuilding the bundle's (dims must match).
         """
