@@ -30,7 +30,11 @@ ENTRY_POINT_GROUP = "textme"
 LOAD_PLUGINS_ENV = "TEXTME_LOAD_PLUGINS"
 
 #: Built-in plugin modules, registered through the same hooks as external plugins.
-DEFAULT_PLUGINS: tuple[str, ...] = ("textme_sdk.builtin.anchors", "textme_sdk.reference.plugin")
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "textme_sdk.builtin.anchors",
+    "textme_sdk.builtin.qwen3",
+    "textme_sdk.reference.plugin",
+)
 
 #: Encoders of the project's own plugin distributions and the extra that installs each.
 KNOWN_EXTRAS: dict[str, str] = {
