@@ -67,7 +67,7 @@ class DemoConfig:
     eval_items: int = 1000
     epochs: int = 30
     batch_size: int = 512
-    input_noise: float = 0.05
+    input_noise: float = 0.035
     hidden_dim: int | None = 512
     seed: int = 0
     anchor: str = "minilm"
