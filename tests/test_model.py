@@ -91,3 +91,14 @@ def test_model_device_reaches_unloaded_encoders_and_anchor(gapdemo):
 def test_missing_input_file_error_is_both_kinds():
     err = tm.MissingInputFileError("x.png does not exist")
     assert isinstance(err, tm.InvalidInputError) and isinstance(err, FileNotFoundError)
+
+
+def test_check_input_file(tmp_path):
+    from textme_sdk.encoders import check_input_file
+
+    (tmp_path / "a.wav").write_bytes(b"x")
+    check_input_file(str(tmp_path / "a.wav"), "audio", "*.wav")
+    with pytest.raises(tm.InvalidInputError, match="is a folder, not an audio file"):
+        check_input_file(str(tmp_path), "audio", "*.wav")
+    with pytest.raises(tm.MissingInputFileError, match="image file not found"):
+        check_input_file(str(tmp_path / "nope.png"), "image", "*.jpg")

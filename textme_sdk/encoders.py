@@ -15,6 +15,7 @@ explicit :meth:`load`) loads it.
 from __future__ import annotations
 
 import math
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,9 +24,10 @@ from typing import Any, Literal
 import torch
 
 from .engine.progress import auto_progress
-from .errors import EmptyInputError, InvalidEmbeddingError, InvalidInputError
+from .errors import EmptyInputError, InvalidEmbeddingError, InvalidInputError, MissingInputFileError
 
-__all__ = ["ModalityEncoder", "AnchorModel", "InputSpec", "resolve_device", "Role"]
+__all__ = ["ModalityEncoder", "AnchorModel", "InputSpec", "check_input_file", "resolve_device",
+           "Role"]
 
 Role = Literal["document", "query"]
 
@@ -51,6 +53,30 @@ class InputSpec:
     kind: str
     description: str
     file_extensions: tuple[str, ...] = ()
+
+
+def check_input_file(path: str, kind: str, example_glob: str) -> None:
+    """Raise a typed error unless ``path`` is an existing regular file (for plugins' readers).
+
+    Args:
+        path: the input path.
+        kind: what the file should be, for the message (``"image"``, ``"audio"``).
+        example_glob: a pattern to suggest when a folder is passed (``"*.jpg"``).
+
+    Raises:
+        InvalidInputError: ``path`` is a folder.
+        MissingInputFileError: nothing (or no regular file) is at ``path``.
+    """
+    if os.path.isdir(path):
+        raise InvalidInputError(
+            f"{path!r} is a folder, not an {kind} file; pass the {kind} files inside it "
+            f"(e.g. sorted(Path(folder).glob({example_glob!r})))"
+        )
+    if not os.path.isfile(path):
+        raise MissingInputFileError(
+            f"{kind} file not found: {path!r}; check the path (relative paths are resolved "
+            f"against the working directory {os.getcwd()!r})"
+        )
 
 
 def _check_list(inputs: Any, what: str) -> list:

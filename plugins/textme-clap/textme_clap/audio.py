@@ -26,7 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from textme_sdk.errors import InvalidInputError, MissingInputFileError
+from textme_sdk.encoders import check_input_file
+from textme_sdk.errors import InvalidInputError
 
 __all__ = [
     "SAMPLE_RATE", "MAX_ARRAY_CHANNELS", "MIN_SAMPLE_RATE", "AUDIO_EXTENSIONS", "MelParams",
@@ -75,16 +76,7 @@ def read_audio(path: str) -> tuple[np.ndarray, int]:
     """Decode an audio file with soundfile: ``(float32 [frames, channels], sample_rate)``."""
     import soundfile
 
-    if os.path.isdir(path):
-        raise InvalidInputError(
-            f"{path!r} is a folder, not an audio file; pass the audio files inside it "
-            "(e.g. sorted(Path(folder).glob('*.wav')))"
-        )
-    if not os.path.isfile(path):
-        raise MissingInputFileError(
-            f"audio file not found: {path!r}; check the path (relative paths are resolved "
-            f"against the working directory {os.getcwd()!r})"
-        )
+    check_input_file(path, "audio", "*.wav")
     try:
         data, rate = soundfile.read(path, dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from textme_sdk.errors import InvalidInputError, MissingInputFileError
+from textme_sdk.encoders import check_input_file
+from textme_sdk.errors import InvalidInputError
 
 __all__ = ["to_pil", "IMAGE_EXTENSIONS"]
 
@@ -55,16 +56,7 @@ def to_pil(item: Any) -> Image.Image:
 
 
 def _open(path: str) -> Image.Image:
-    if os.path.isdir(path):
-        raise InvalidInputError(
-            f"{path!r} is a folder, not an image file; pass the image files inside it "
-            "(e.g. sorted(Path(folder).glob('*.jpg')))"
-        )
-    if not os.path.isfile(path):
-        raise MissingInputFileError(
-            f"image file not found: {path!r}; check the path (relative paths are resolved "
-            f"against the working directory {os.getcwd()!r})"
-        )
+    check_input_file(path, "image", "*.jpg")
     try:
         with Image.open(path) as img:
             return _pil_to_rgb(img)
