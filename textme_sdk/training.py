@@ -25,6 +25,7 @@ from .engine.offsets import Offsets, StreamingMean
 from .engine.projector import Projector
 from .engine.trainer import TrainConfig, TrainResult, fit_projector
 from .errors import DimensionMismatchError, EmptyInputError
+from .extraction import cache_key
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def encoder_text_embeddings(
     fn = lambda chunk: encoder.encode_text(chunk, batch_size, show_progress_bar=False)  # noqa: E731
     if store is None:
         return fn(list(texts))
-    key = {"kind": "encoder-text", "plugin": encoder.name, "config": encoder.config()}
+    key = cache_key(encoder)
     return store.get_or_compute(key, texts, fn, show_progress_bar=show_progress_bar,
                                 description=f"{encoder.name} text embeddings").float()
 
@@ -114,7 +115,7 @@ def anchor_embeddings(
     fn = lambda chunk: anchor.encode(chunk, role, batch_size, show_progress_bar=False)  # noqa: E731
     if store is None:
         return fn(list(texts))
-    key = {"kind": "anchor", "plugin": anchor.name, "config": anchor.config(), "role": role}
+    key = cache_key(anchor, role)
     return store.get_or_compute(key, texts, fn, show_progress_bar=show_progress_bar,
                                 description=f"{anchor.name} anchor embeddings").float()
 

@@ -5,6 +5,8 @@ Both import sentence-transformers only when weights are loaded.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -12,6 +14,15 @@ import torch
 from ..encoders import AnchorModel, Role
 from ..errors import TextMEError
 from ..hookspecs import hookimpl
+
+
+def _refuse_nv_embed(model_id: str) -> None:
+    raise TextMEError(
+        f"{model_id!r} is an NV-Embed model: it pools with its own latent-attention layer and "
+        "needs trust_remote_code, which the generic sentence-transformers anchor does not run; "
+        "use Qwen3-Embedding (`qwen3`, the paper's default anchor) or an anchor plugin written "
+        "for NV-Embed"
+    )
 
 
 class SentenceTransformerAnchor(AnchorModel):
@@ -43,10 +54,7 @@ class SentenceTransformerAnchor(AnchorModel):
     ):
         super().__init__(device, dtype)
         if "nv-embed" in model_id.lower():
-            raise TextMEError(
-                "NV-Embed models need their own latent-attention pooling, which the generic "
-                "sentence-transformers anchor does not implement; use a dedicated anchor plugin"
-            )
+            _refuse_nv_embed(model_id)
         self.model_id = model_id
         self.revision = revision
         self.query_prompt = query_prompt
@@ -61,6 +69,12 @@ class SentenceTransformerAnchor(AnchorModel):
     def load_model(self, device: torch.device, dtype: torch.dtype | None) -> None:
         from sentence_transformers import SentenceTransformer
 
+        local_config = Path(self._path()) / "config.json"
+        if local_config.is_file():  # a local copy whose name does not say what it is
+            cfg = json.loads(local_config.read_text(encoding="utf-8"))
+            names = " ".join([str(cfg.get("model_type", ""))] + list(cfg.get("architectures") or []))
+            if "nvembed" in names.lower().replace("-", "").replace("_", ""):
+                _refuse_nv_embed(self.model_id)
         kwargs: dict[str, Any] = {"device": str(device)}
         if self.revision:
             kwargs["revision"] = self.revision
@@ -125,7 +139,7 @@ class MiniLMAnchor(SentenceTransformerAnchor):
         return cfg
 
     @classmethod
-    def from_config(cls, **cfg: Any) -> "MiniLMAnchor":
+    def from_config(cls, **cfg: Any) -> MiniLMAnchor:
         cfg.pop("package", None)
         return cls(**cfg)
 

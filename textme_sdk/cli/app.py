@@ -233,6 +233,67 @@ def embed_cmd(
         np.savetxt(sys.stdout, emb, fmt="%.6f")
 
 
+@app.command("embed-texts")
+def embed_texts_cmd(
+    texts: Path = typer.Argument(..., help="Texts (.txt one per line, .csv/.tsv/.jsonl/.parquet)."),
+    anchor: Optional[str] = typer.Option(None, help="Anchor to embed with (e.g. minilm, qwen3)."),
+    encoder: Optional[str] = typer.Option(None, help="Or an encoder, whose text branch embeds."),
+    anchor_arg: Optional[list[str]] = typer.Option(None, "--anchor-arg", "-a", help="KEY=VALUE for the anchor."),
+    encoder_arg: Optional[list[str]] = typer.Option(None, "--encoder-arg", "-e", help="KEY=VALUE for the encoder."),
+    role: str = typer.Option("document", help="Anchor prompt role: document (training) or query."),
+    text_column: Optional[str] = typer.Option(None, help="Column holding the texts in csv/parquet."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N texts."),
+    cache: Optional[Path] = typer.Option(None, help="Cache folder (default $TEXTME_HOME/embeddings); shared by all processes."),
+    batch_size: int = typer.Option(128),
+    chunk_size: int = typer.Option(8192, help="Texts per resumable chunk and per shard."),
+    out: Optional[Path] = typer.Option(None, help="Also write the matrix to a .npy or .safetensors file."),
+) -> None:
+    """Embed a text file into the embedding cache that training reads; resumable and shardable.
+
+    Runs unchanged under `torchrun --nproc-per-node N -m textme_sdk.cli embed-texts ...` or
+    `accelerate launch -m textme_sdk.cli embed-texts ...`: each process embeds its share of the
+    chunks and rank 0 merges them into one cache entry. Rerun the same command to resume.
+    """
+    import time
+
+    import textme_sdk as tm
+    from textme_sdk.engine.cache import EmbeddingCache, content_key
+    from textme_sdk.extraction import cache_key, distributed_context, extract_text_embeddings
+
+    if (anchor is None) == (encoder is None):
+        raise typer.BadParameter("pass exactly one of --anchor NAME or --encoder NAME")
+    ctx = distributed_context()
+    try:
+        model = (tm.get_anchor(anchor, **parse_kv(anchor_arg)) if anchor is not None
+                 else tm.get_encoder(encoder, **parse_kv(encoder_arg)))
+        corpus = read_texts(texts, text_column, limit)
+        start = time.perf_counter()
+        store = EmbeddingCache(cache)
+        emb = extract_text_embeddings(model, corpus, role, store, batch_size, chunk_size,
+                                      context=ctx)
+        seconds = time.perf_counter() - start
+    except tm.TextMEError as exc:
+        ctx.close()
+        _fail(exc)
+    if ctx.is_main:
+        key = content_key(cache_key(model, role), corpus)
+        if out is not None:
+            if out.suffix == ".safetensors":
+                from textme_sdk.engine.cache import atomic_save
+
+                atomic_save({"embeddings": emb.contiguous()}, out)
+            else:
+                import numpy as np
+
+                np.save(out, emb.numpy())
+        console.print(f"{emb.shape[0]} x {emb.shape[1]} embeddings of {texts} with "
+                      f"[bold]{model.name}[/bold] ({role}) in {seconds:.1f}s "
+                      f"({emb.shape[0] / max(seconds, 1e-9):.0f} texts/s, {ctx.world_size} "
+                      f"process{'es' if ctx.world_size > 1 else ''}) -> cache {store.path(key)}"
+                      + (f" and {out}" if out else ""), highlight=False)
+    ctx.close()
+
+
 @app.command("info")
 def info_cmd(bundle: str = typer.Argument(..., help="Bundle folder or Hub repo id."),
              as_json: bool = typer.Option(False, "--json")) -> None:

@@ -91,27 +91,44 @@ class EmbeddingCache:
         chunk_size: int = 8192,
         show_progress_bar: bool | None = None,
         description: str = "embedding texts",
+        rank: int = 0,
+        world_size: int = 1,
+        barrier: Callable[[], None] | None = None,
     ) -> torch.Tensor:
         """Return the cached embeddings of ``texts`` under ``model``, computing what is missing.
 
         ``compute(list_of_texts) -> [n, d]`` is called per chunk of ``chunk_size`` texts; each
-        finished chunk is saved at once, so a crash loses at most one chunk.
+        finished chunk is saved at once, so a crash loses at most one chunk and a rerun resumes.
+
+        Sharded use (several processes or machines sharing the cache folder): process ``rank``
+        of ``world_size`` computes chunks ``rank, rank + world_size, ...``; after ``barrier()``
+        rank 0 merges every chunk into the one final entry, and after a second ``barrier()``
+        every rank loads it. Chunk boundaries depend only on ``chunk_size``, never on the
+        number of processes, so the merged entry is the single-process one and an interrupted
+        run resumes under any ``world_size``.
         """
         texts = list(texts)
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world_size {world_size}")
+        if world_size > 1 and barrier is None:
+            raise ValueError("a sharded extraction (world_size > 1) needs a barrier callable")
         key = content_key(model, texts)
         final = self.path(key)
         if final.exists():
             logger.info("embedding cache hit %s (%d texts)", key[:12], len(texts))
             return self.load(key)
-        parts = self.root / f"{key}.partial"
+        parts = self.root / f"{key}.partial-{chunk_size}"
         parts.mkdir(parents=True, exist_ok=True)
         n_chunks = max(1, -(-len(texts) // chunk_size))
+        mine = range(rank, n_chunks, world_size)
         from tqdm.auto import tqdm
 
-        chunks = []
-        bar = tqdm(total=len(texts), desc=description,
-                   disable=not auto_progress(show_progress_bar, n_chunks > 1))
-        for c in range(n_chunks):
+        bar = tqdm(total=sum(len(texts[c * chunk_size:(c + 1) * chunk_size]) for c in mine),
+                   desc=description + (f" [rank {rank}/{world_size}]" if world_size > 1 else ""),
+                   disable=not auto_progress(show_progress_bar, len(mine) > 1) or
+                   (world_size > 1 and show_progress_bar is None and rank != 0))
+        chunks: dict[int, torch.Tensor] = {}
+        for c in mine:
             part = parts / f"{c:06d}.safetensors"
             sub = texts[c * chunk_size : (c + 1) * chunk_size]
             if part.exists():
@@ -123,11 +140,26 @@ class EmbeddingCache:
                         f"embedding chunk {c} has shape {tuple(emb.shape)} or non-finite values"
                     )
                 atomic_save({"embeddings": emb}, part)
-            chunks.append(emb)
+            chunks[c] = emb
             bar.update(len(sub))
         bar.close()
-        out = torch.cat(chunks)
-        meta = {"model": json.dumps(model, sort_keys=True, default=str), "count": str(len(texts))}
-        atomic_save({"embeddings": out}, final, metadata=meta)
-        shutil.rmtree(parts, ignore_errors=True)
-        return out
+        if world_size > 1:
+            barrier()  # every chunk file is written
+        if rank == 0:
+            for c in range(n_chunks):
+                if c not in chunks:
+                    part = parts / f"{c:06d}.safetensors"
+                    if not part.exists():
+                        raise InvalidEmbeddingError(
+                            f"chunk {c} of {key[:12]} is missing after every rank finished; are all "
+                            f"ranks writing to the same cache folder ({self.root})?")
+                    chunks[c] = load_file(str(part))["embeddings"]
+            out = torch.cat([chunks[c] for c in range(n_chunks)])
+            meta = {"model": json.dumps(model, sort_keys=True, default=str), "count": str(len(texts))}
+            atomic_save({"embeddings": out}, final, metadata=meta)
+        if world_size > 1:
+            barrier()  # the merged entry exists
+        if rank == 0:
+            shutil.rmtree(parts, ignore_errors=True)
+            return out
+        return self.load(key)
