@@ -18,18 +18,26 @@ and the mean gap ``g = mean(g_i)``:
 
 The paper's exact formulas were not available to us; these are our definitions, chosen to test
 the same claims. Thresholds for the verdict are documented in :func:`verdict`.
+
+Without pairs (:func:`unpaired_geometry`), only what needs no pairing is measured: the gap
+between the centroids, its split-half agreement, the intra-modal cosines and the standard error
+of the offset estimate; consistency, deviation and orthogonality need pairs and are ``nan``.
+:func:`diagnose` embeds texts and inputs with an encoder and picks the right one.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from torch.nn import functional as F
 
 from .errors import DimensionMismatchError, EmptyInputError
 
-__all__ = ["GapReport", "gap_geometry", "verdict"]
+__all__ = ["GapReport", "gap_geometry", "unpaired_geometry", "diagnose", "verdict"]
 
 
 @dataclass
@@ -50,9 +58,35 @@ class GapReport:
     intra_modal_cosine: float
     n_pairs: int
     warnings: list[str] = field(default_factory=list)
+    n_text: int = 0
+    n_modal: int = 0
+    se_text: float = float("nan")
+    se_modal: float = float("nan")
+
+    @property
+    def paired(self) -> bool:
+        """Whether the paired-only properties were measured."""
+        return self.n_pairs > 0
+
+    @property
+    def offset_relative_error(self) -> float:
+        """Standard error of the estimated gap ``mu_modal - mu_text`` relative to its norm."""
+        return float(math.hypot(self.se_text, self.se_modal) / max(self.gap_norm, 1e-12))
+
+    @property
+    def recommendation(self) -> str:
+        """``"use offsets"``, ``"compare with and without offsets"`` or ``"offsets matter little"``."""
+        if self.gap_norm < 0.1:
+            return "offsets matter little"
+        if self.paired and self.gap_consistency < 0.9:
+            return "compare with and without offsets"
+        return "use offsets"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out.update(paired=self.paired, offset_relative_error=self.offset_relative_error,
+                   recommendation=self.recommendation)
+        return out
 
 
 def _mean_offdiag(x: torch.Tensor) -> float:
@@ -95,14 +129,78 @@ def gap_geometry(text: torch.Tensor, modal: torch.Tensor) -> GapReport:
         independence_vs_paired=float(F.cosine_similarity(gap_ab, g, dim=0)),
         paired_cosine=float((t * x).sum(-1).mean()),
         intra_text_cosine=_mean_offdiag(t), intra_modal_cosine=_mean_offdiag(x),
-        n_pairs=len(t),
+        n_pairs=len(t), n_text=len(t), n_modal=len(x),
+        se_text=_standard_error(t), se_modal=_standard_error(x),
     )
     report.warnings = verdict(report)
     return report
 
 
+def _standard_error(x: torch.Tensor) -> float:
+    """Standard error of the centroid of ``x`` (L2 norm over dimensions)."""
+    return float(torch.sqrt(x.var(0, unbiased=True).sum() / len(x))) if len(x) > 1 else float("nan")
+
+
+def unpaired_geometry(text: torch.Tensor, modal: torch.Tensor) -> GapReport:
+    """The gap properties that need no pairs, from unpaired embeddings of one encoder.
+
+    ``text [n_t, d]`` and ``modal [n_m, d]`` need not describe each other (at least 4 of
+    each). Consistency, deviation, orthogonality and the paired cosine come back as ``nan``.
+    """
+    if text.ndim != 2 or modal.ndim != 2 or text.shape[1] != modal.shape[1]:
+        raise DimensionMismatchError(f"text {tuple(text.shape)} and modal {tuple(modal.shape)} "
+                                     "must be [n, d] embeddings of the same encoder")
+    if min(len(text), len(modal)) < 4:
+        raise EmptyInputError(f"unpaired_geometry needs at least 4 texts and 4 inputs, got "
+                              f"{len(text)} and {len(modal)}")
+    t = F.normalize(text.double(), dim=-1)
+    x = F.normalize(modal.double(), dim=-1)
+    g = x.mean(0) - t.mean(0)
+    gen = torch.Generator().manual_seed(0)
+    pt, px = torch.randperm(len(t), generator=gen), torch.randperm(len(x), generator=gen)
+    half_t, half_x = len(t) // 2, len(x) // 2
+    gap_a = x[px[:half_x]].mean(0) - t[pt[:half_t]].mean(0)
+    gap_b = x[px[half_x:]].mean(0) - t[pt[half_t:]].mean(0)
+    nan = float("nan")
+    report = GapReport(
+        gap_norm=float(g.norm()), gap_consistency=nan, gap_consistency_std=nan,
+        bounded_deviation=nan, bounded_deviation_std=nan, orthogonality_text=nan,
+        orthogonality_modal=nan,
+        independence_split_half=float(F.cosine_similarity(gap_a, gap_b, dim=0)),
+        independence_vs_paired=nan, paired_cosine=nan,
+        intra_text_cosine=_mean_offdiag(t), intra_modal_cosine=_mean_offdiag(x),
+        n_pairs=0, n_text=len(t), n_modal=len(x),
+        se_text=_standard_error(t), se_modal=_standard_error(x),
+    )
+    report.warnings = verdict(report)
+    return report
+
+
+def diagnose(encoder: Any, texts: Iterable[str], inputs: Iterable[Any], paired: bool = False,
+             batch_size: int = 64, show_progress_bar: bool | None = None) -> GapReport:
+    """Embed ``texts`` and ``inputs`` with ``encoder`` and measure its gap geometry.
+
+    Args:
+        encoder: a :class:`~textme_sdk.ModalityEncoder`.
+        texts: descriptions; with ``paired=True`` ``texts[i]`` describes ``inputs[i]``.
+        inputs: modal inputs of the kind ``encoder.input_spec`` describes.
+        paired: measure every property (needs pairs) or only the unpaired ones.
+        batch_size: inputs per encoder call.
+        show_progress_bar: progress bars while embedding.
+    """
+    texts, inputs = list(texts), list(inputs)
+    if paired and len(texts) != len(inputs):
+        raise DimensionMismatchError(f"paired diagnosis needs one text per input, got {len(texts)} "
+                                     f"texts and {len(inputs)} inputs")
+    t = encoder.encode_text(texts, batch_size, show_progress_bar)
+    x = encoder.encode_modal(inputs, batch_size, show_progress_bar)
+    return gap_geometry(t, x) if paired else unpaired_geometry(t, x)
+
+
 def verdict(r: GapReport) -> list[str]:
     """Reasons to doubt that a single offset bridges this encoder's gap (empty = looks fine).
+
+    Properties that need pairs are only checked on a paired report.
 
     * gap consistency < 0.9: per-pair gaps point different ways; one offset will not
       characterise the gap (the paper's MoleculeSTM case, where offsets hurt) - compare with
@@ -110,20 +208,26 @@ def verdict(r: GapReport) -> list[str]:
     * bounded deviation > 1: individual gaps vary more than the gap itself.
     * orthogonality > 0.3: the gap direction carries content; centring removes semantics.
     * split-half independence < 0.95: offsets depend on the sample drawn; use more samples.
+    * standard error of the offset > 10% of the gap: too few samples for a stable estimate.
     * gap norm < 0.1: there is hardly a gap; offsets matter little.
     """
     out = []
-    if r.gap_consistency < 0.9:
+    if r.paired and r.gap_consistency < 0.9:
         out.append(f"gap consistency {r.gap_consistency:.2f} < 0.9: a single offset may not characterise "
-                   "the gap; also train without offsets and compare")
-    if r.bounded_deviation > 1.0:
+                   "the gap; also train without offsets (`textme train --no-offsets`, or "
+                   "Offsets.zeros) and compare")
+    if r.paired and r.bounded_deviation > 1.0:
         out.append(f"bounded deviation {r.bounded_deviation:.2f} > 1: per-pair gaps vary more than the gap")
-    if max(r.orthogonality_text, r.orthogonality_modal) > 0.3:
+    if r.paired and max(r.orthogonality_text, r.orthogonality_modal) > 0.3:
         out.append("the gap direction is correlated with content (orthogonality "
                    f"{max(r.orthogonality_text, r.orthogonality_modal):.2f} > 0.3): centring removes semantics")
     if r.independence_split_half < 0.95:
         out.append(f"offsets from disjoint samples agree only to cos {r.independence_split_half:.2f}: "
                    "estimate them from more samples")
+    if r.gap_norm >= 0.1 and r.offset_relative_error > 0.1:
+        out.append(f"the offset estimate's standard error is {100 * r.offset_relative_error:.0f}% of "
+                   f"the gap ({r.n_text} texts / {r.n_modal} inputs): use more samples (the paper "
+                   "uses 5,000 of each)")
     if r.gap_norm < 0.1:
         out.append(f"gap norm {r.gap_norm:.3f} is tiny: this encoder has almost no modality gap")
     return out

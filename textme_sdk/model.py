@@ -149,6 +149,32 @@ class TextME:
         raw = entry.encoder.encode_text(texts, batch_size, show_progress_bar)
         return self._project(entry, entry.offsets.centre_text(raw) if use_offsets else raw)
 
+    def project(self, embeddings: torch.Tensor, modality: str, branch: str = "modal",
+                use_offsets: bool = True) -> torch.Tensor:
+        """Map precomputed encoder embeddings of ``modality`` into the anchor space.
+
+        ``embed`` runs the encoder and then this; call it directly when the raw encoder
+        embeddings are already at hand (cached, or computed elsewhere).
+
+        Args:
+            embeddings: ``[N, d_m]`` embeddings from the modality's encoder (normalised or not).
+            modality: the bundle modality whose offsets and projector to use.
+            branch: ``"modal"`` (centre with ``mu_modal``) or ``"text"`` (with ``mu_text``).
+            use_offsets: centre before projecting (turn off only for ablations).
+        """
+        entry = self.entry(modality)
+        x = torch.as_tensor(embeddings, dtype=torch.float32)
+        if x.ndim != 2 or x.shape[1] != entry.offsets.dim:
+            raise DimensionMismatchError(
+                f"modality {modality!r} projects {entry.offsets.dim}-d encoder embeddings, got "
+                f"shape {tuple(x.shape)}")
+        if branch not in ("modal", "text"):
+            raise InvalidInputError(f"branch must be 'modal' or 'text', got {branch!r}")
+        x = F.normalize(x, dim=-1)
+        if use_offsets:
+            x = entry.offsets.centre_modal(x) if branch == "modal" else entry.offsets.centre_text(x)
+        return self._project(entry, x)
+
     @torch.inference_mode()
     def _project(self, entry: ModalityEntry, x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
         proj = entry.projector

@@ -294,6 +294,168 @@ def embed_texts_cmd(
     ctx.close()
 
 
+def _load_task(task: str, data: Path, split: str, limit: Optional[int], option: Optional[list[str]]):
+    from textme_sdk.evaluation.datasets import load_task
+
+    return load_task(task, data, split=split, limit=limit, **parse_kv(option))
+
+
+@app.command("eval")
+def eval_cmd(
+    bundle: str = typer.Argument(..., help="Bundle folder or Hub repo id."),
+    task: str = typer.Option(..., help="Benchmark (`textme eval --list-tasks` shows them)."),
+    data: Path = typer.Option(..., help="Folder where the benchmark was unpacked (its standard layout)."),
+    split: str = typer.Option("test"),
+    limit: Optional[int] = typer.Option(None, help="Only the first N items."),
+    modality: Optional[str] = typer.Option(None, "--modality", "-m", help="Bundle modality (default: the dataset's)."),
+    text_via: str = typer.Option("anchor", help="Texts through the anchor, the encoder + projector, or both."),
+    ablation: Optional[str] = typer.Option(None, help="A bundle trained with --no-offsets, for the w/o-offsets row."),
+    option: Optional[list[str]] = typer.Option(None, "--option", "-o", help="KEY=VALUE for the dataset reader."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON."),
+    markdown_out: Optional[Path] = typer.Option(None, "--markdown", help="Write the markdown block."),
+    batch_size: int = typer.Option(32),
+    no_cache: bool = typer.Option(False, help="Do not cache item embeddings."),
+) -> None:
+    """Evaluate a bundle on a benchmark: pretrained vs TextME vs ablations, with PPR."""
+    import textme_sdk as tm
+    from textme_sdk.evaluation.harness import evaluate
+
+    try:
+        dataset = _load_task(task, data, split, limit, option)
+        model = tm.TextME.from_pretrained(bundle, modalities=[modality] if modality else None)
+        abl = tm.TextME.from_pretrained(ablation) if ablation else None
+        report = evaluate(model, dataset, modality, text_via=text_via, ablation=abl,
+                          batch_size=batch_size, cache=False if no_cache else None)
+    except tm.TextMEError as exc:
+        _fail(exc)
+    console.print(report.to_rich_table())
+    for note in report.notes:
+        console.print(f"  - {_escape(note)}", highlight=False)
+    if json_out:
+        report.to_json(json_out)
+    if markdown_out:
+        markdown_out.write_text(report.to_markdown(), encoding="utf-8")
+
+
+@app.command("tasks")
+def tasks_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List the benchmarks `textme eval` reads and the layout each expects."""
+    from textme_sdk.evaluation.datasets import TASKS
+
+    if as_json:
+        typer.echo(json.dumps({n: {"kind": t.kind, "modality": t.modality, "splits": list(t.splits),
+                                   "options": list(t.options), "layout": t.layout,
+                                   "description": t.description} for n, t in TASKS.items()},
+                              indent=2))
+        return
+    table = Table("task", "kind", "modality", "splits", "layout")
+    for n, t in TASKS.items():
+        table.add_row(n, t.kind, t.modality, ", ".join(t.splits), _escape(t.layout))
+    console.print(table)
+
+
+@app.command("diagnose")
+def diagnose_cmd(
+    encoder: str = typer.Argument(..., help="Registered encoder name."),
+    encoder_arg: Optional[list[str]] = typer.Option(None, "--encoder-arg", "-e", help="KEY=VALUE for the encoder."),
+    texts: Optional[Path] = typer.Option(None, help="Descriptions (unpaired, or paired with --paired)."),
+    inputs: Optional[Path] = typer.Option(None, help="Modal inputs: a folder or a list file."),
+    paired: bool = typer.Option(False, help="texts[i] describes inputs[i] (measures every property)."),
+    task: Optional[str] = typer.Option(None, help="Or take pairs from a benchmark (first caption per item)."),
+    data: Optional[Path] = typer.Option(None, help="The benchmark's folder (with --task)."),
+    split: str = typer.Option("test"),
+    limit: int = typer.Option(5000, help="Samples of each kind."),
+    text_column: Optional[str] = typer.Option(None),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON."),
+    strict: bool = typer.Option(False, help="Exit with status 2 when the verdict has warnings."),
+    batch_size: int = typer.Option(64),
+) -> None:
+    """Measure an encoder's modality-gap geometry and say whether offsets will bridge it."""
+    import textme_sdk as tm
+    from textme_sdk.diagnostics import diagnose
+
+    try:
+        enc = tm.get_encoder(encoder, **parse_kv(encoder_arg))
+        if task is not None:
+            if data is None:
+                raise typer.BadParameter("--task needs --data (the benchmark's folder)")
+            ds = _load_task(task, data, split, limit, None)
+            if hasattr(ds, "captions"):
+                first: dict[int, str] = {}
+                for cap, item in zip(ds.captions, ds.caption_item):
+                    first.setdefault(item, cap)
+                idx = sorted(first)
+                pair_texts, pair_inputs = [first[i] for i in idx], [ds.items[i] for i in idx]
+            else:
+                from textme_sdk.evaluation.templates import get_templates
+
+                template = get_templates(ds.domain)[0]
+                labels = ds.labels.float().argmax(1) if ds.multilabel else ds.labels
+                pair_texts = [template.format(ds.class_names[int(c)]) for c in labels]
+                pair_inputs = list(ds.items)
+            report = diagnose(enc, pair_texts, pair_inputs, paired=True, batch_size=batch_size)
+        elif texts is not None and inputs is not None:
+            corpus = read_texts(texts, text_column, limit)
+            items = read_inputs(inputs, enc.input_spec.file_extensions, limit)
+            report = diagnose(enc, corpus, items, paired=paired, batch_size=batch_size)
+        else:
+            raise typer.BadParameter("pass --texts and --inputs, or --task and --data")
+    except tm.TextMEError as exc:
+        _fail(exc)
+    d = report.to_dict()
+    table = Table("property", "value", title=f"gap geometry of {encoder} "
+                  f"({'paired' if report.paired else 'unpaired'}: {report.n_text} texts / "
+                  f"{report.n_modal} inputs)")
+    rows = [("gap norm ||mu_modal - mu_text||", "gap_norm"),
+            ("gap consistency (mean cos(g_i, g))", "gap_consistency"),
+            ("  spread (std)", "gap_consistency_std"),
+            ("bounded deviation (||g_i - g|| / ||g||)", "bounded_deviation"),
+            ("gap-content orthogonality: text", "orthogonality_text"),
+            ("gap-content orthogonality: modal", "orthogonality_modal"),
+            ("intra-modal independence (split-half cos)", "independence_split_half"),
+            ("offset standard error / gap", "offset_relative_error"),
+            ("intra-text cosine", "intra_text_cosine"),
+            ("intra-modal cosine", "intra_modal_cosine")]
+    for label, key in rows:
+        v = d[key]
+        table.add_row(label, "n/a (needs pairs)" if v != v else f"{v:.3f}")
+    console.print(table)
+    console.print(f"recommendation: [bold]{report.recommendation}[/bold]")
+    for w in report.warnings:
+        console.print(f"[yellow]warning:[/yellow] {_escape(w)}", highlight=False)
+    if not report.warnings:
+        console.print("[green]no warnings: a single offset should bridge this encoder's gap[/green]")
+    if json_out:
+        json_out.write_text(json.dumps(d, indent=2) + "\n", encoding="utf-8")
+    if strict and report.warnings:
+        raise typer.Exit(2)
+
+
+@app.command("add-modality")
+def add_modality_cmd(
+    name: str = typer.Argument(..., help="Plugin name, e.g. my_encoder (writes textme-my_encoder/)."),
+    modality: Optional[str] = typer.Option(None, help="Modality name (default: NAME)."),
+    dim: int = typer.Option(512, help="Embedding dimension of the encoder."),
+    input_kind: str = typer.Option("file", help="What the encoder takes: file, array or text."),
+    ext: Optional[list[str]] = typer.Option(None, "--ext", "-x", help="Accepted file extension (repeatable), e.g. .wav"),
+    directory: Optional[Path] = typer.Option(None, "--dir", "--directory", "-d", help="Where to write (default: here)."),
+    force: bool = typer.Option(False, help="Rewrite the scaffold's own files in an existing folder."),
+) -> None:
+    """Write a working plugin scaffold for a new modality encoder (tests included)."""
+    import textme_sdk as tm
+    from textme_sdk.scaffold import create_plugin
+
+    try:
+        folder = create_plugin(name, directory=directory, modality=modality, dim=dim,
+                               input_kind=input_kind, extensions=tuple(ext or ()), force=force)
+    except tm.TextMEError as exc:
+        _fail(exc)
+    console.print(f"wrote [bold]{folder}[/bold]\nnext steps:\n"
+                  f"  cd {folder}\n  pip install -e .\n  textme plugins\n  python -m pytest -q\n"
+                  "then replace the TODO(author) stand-ins in the encoder with your model",
+                  highlight=False)
+
+
 @app.command("info")
 def info_cmd(bundle: str = typer.Argument(..., help="Bundle folder or Hub repo id."),
              as_json: bool = typer.Option(False, "--json")) -> None:

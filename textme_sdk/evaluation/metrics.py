@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 
 __all__ = ["relevance_from_labels", "recall_at_k", "topk_accuracy", "mrr", "average_precision",
-           "auroc", "ppr"]
+           "auroc", "f1_binary", "ppr", "caption_retrieval"]
 
 ArrayLike = torch.Tensor | Sequence
 
@@ -97,3 +97,63 @@ def auroc(scores: ArrayLike, targets: ArrayLike) -> float:
 def ppr(textme: float, pretrained: float) -> float:
     """Performance-preservation ratio in percent: ``100 * textme / pretrained``."""
     return float("nan") if pretrained == 0 else 100.0 * textme / pretrained
+
+
+def f1_binary(predictions: ArrayLike, targets: ArrayLike) -> float:
+    """F1 score (percent) of the positive class for binary ``predictions`` and ``targets``."""
+    pred, tgt = _t(predictions).flatten().bool(), _t(targets).flatten().bool()
+    tp = int((pred & tgt).sum())
+    fp, fn = int((pred & ~tgt).sum()), int((~pred & tgt).sum())
+    return 0.0 if tp == 0 else 100.0 * 2 * tp / (2 * tp + fp + fn)
+
+
+def caption_retrieval(
+    text: torch.Tensor, items: torch.Tensor, caption_item: ArrayLike,
+    ks: Sequence[int] = (1, 5, 10), chunk: int = 4096,
+) -> dict[str, float]:
+    """Text->X and X->text R@K (percent) for captions that each describe one item.
+
+    The standard COCO / Flickr / AudioCaps / Clotho protocol: caption ``i`` is relevant to item
+    ``caption_item[i]`` only (text->X); an item is retrieved correctly (X->text) when any of its
+    captions is in the top K. Computed in chunks of ``chunk`` rows, so 50,000 captions x 10,000
+    items need a few hundred MB, not the full relevance matrix.
+
+    Args:
+        text: ``[n_captions, d]`` normalised caption embeddings.
+        items: ``[n_items, d]`` normalised item embeddings in the same space.
+        caption_item: ``[n_captions]`` index of the item each caption describes.
+        ks: the K values.
+        chunk: rows per block.
+
+    Returns:
+        ``{"T->X R@1": ..., "X->T R@1": ..., "T->X MRR@10": ...}`` for every K.
+    """
+    text, items = _t(text, torch.float32), _t(items, torch.float32)
+    own = _t(caption_item, torch.long).flatten()
+    if own.numel() != len(text):
+        raise ValueError(f"caption_item has {own.numel()} entries for {len(text)} captions")
+    if own.numel() and (own.min() < 0 or own.max() >= len(items)):
+        raise ValueError("caption_item holds indices outside the item list")
+    # one pass over caption blocks: each similarity block serves both directions
+    mine_all = (text * items[own]).sum(1)                     # caption vs its own item
+    best = torch.full((len(items),), float("-inf"))           # item vs its best caption
+    best.scatter_reduce_(0, own, mine_all, "amax")
+    t2x = torch.empty(len(text))
+    x2t = torch.zeros(len(items))
+    for s in range(0, len(text), chunk):
+        sim = text[s:s + chunk] @ items.T                     # [b, n_items]
+        mine = sim.gather(1, own[s:s + chunk, None])
+        t2x[s:s + chunk] = (sim > mine).sum(1).float()        # ties in the query's favour
+        x2t += (sim > best[None, :] + 1e-5).sum(0).float()  # 1e-5: matmul vs dot rounding
+    has_caption = torch.zeros(len(items), dtype=torch.bool)
+    has_caption[own] = True
+    x2t = x2t[has_caption]
+    out: dict[str, float] = {}
+    for k in ks:
+        out[f"T->X R@{k}"] = float((t2x < k).float().mean() * 100)
+    for k in ks:
+        out[f"X->T R@{k}"] = float((x2t < k).float().mean() * 100)
+    kmax = max(ks)
+    rr = torch.where(t2x < kmax, 1.0 / (t2x + 1), torch.zeros_like(t2x))
+    out[f"T->X MRR@{kmax}"] = float(rr.mean() * 100)
+    return out
