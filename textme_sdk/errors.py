@@ -12,6 +12,7 @@ __all__ = [
     "EmptyInputError",
     "InvalidInputError",
     "MissingInputFileError",
+    "PluginExistsError",
     "BundleError",
     "BundleFormatError",
     "BundleVersionError",
@@ -61,6 +62,10 @@ class InvalidInputError(TextMEError, ValueError):
 
 class MissingInputFileError(InvalidInputError, FileNotFoundError):
     """An input names a file that does not exist (or is not a regular file)."""
+
+
+class PluginExistsError(InvalidInputError, FileExistsError):
+    """``textme add-modality``'s target folder already exists (``force=True`` rewrites its files)."""
 
 
 class BundleError(TextMEError):
