@@ -42,7 +42,7 @@ KNOWN_EXTRAS: dict[str, str] = {
     "clap": "audio",
     "viclip": "video",
     "uni3d": "3d",
-    "cxr-clip": "xray",
+    "cxr_clip": "xray",
     "moleculestm": "molecule",
 }
 
