@@ -37,6 +37,7 @@ from PIL import Image
 
 from textme_sdk.encoders import check_input_file
 from textme_sdk.errors import InvalidInputError
+from textme_sdk.images import to_hwc
 
 __all__ = [
     "RADIOGRAPH_EXTENSIONS",
@@ -269,42 +270,11 @@ def _pil_to_rgb(img: Image.Image) -> Image.Image:
 
 
 def _numpy_to_hwc(arr: np.ndarray) -> np.ndarray:
-    if arr.ndim == 2:
-        return arr[:, :, None]
-    if arr.ndim == 3:
-        if arr.shape[-1] in _CHANNELS:
-            return arr
-        if arr.shape[0] in _CHANNELS:
-            return np.moveaxis(arr, 0, -1)
-    raise _bad_shape(tuple(arr.shape), "numpy array", "H x W (x C)")
+    return to_hwc(arr, "cxr_clip", "radiograph")
 
 
 def _tensor_to_hwc(tensor: torch.Tensor) -> np.ndarray:
-    arr = tensor.detach().cpu()
-    if arr.dtype in (torch.float16, torch.bfloat16):
-        arr = arr.float()
-    arr = arr.numpy()
-    if arr.ndim == 2:
-        return arr[:, :, None]
-    if arr.ndim == 3:
-        if arr.shape[0] in _CHANNELS:
-            return np.moveaxis(arr, 0, -1)
-        if arr.shape[-1] in _CHANNELS:
-            return arr
-    raise _bad_shape(tuple(arr.shape), "tensor", "C x H x W")
-
-
-def _bad_shape(shape: tuple[int, ...], what: str, layout: str) -> InvalidInputError:
-    if len(shape) == 4:
-        hint = "; a batch? pass a list of images instead, e.g. list(batch)"
-    elif len(shape) == 3:
-        hint = "; pass greyscale (1 channel), RGB (3) or RGBA (4)"
-    else:
-        hint = ""
-    return InvalidInputError(
-        f"cxr_clip expects one radiograph per {what} laid out {layout} with 1, 3 or 4 channels; "
-        f"got shape {shape}{hint}"
-    )
+    return to_hwc(tensor, "cxr_clip", "radiograph")
 
 
 def _array_values_to_uint8(arr: np.ndarray) -> np.ndarray:

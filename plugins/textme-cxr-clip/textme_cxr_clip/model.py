@@ -36,6 +36,8 @@ from contextlib import contextmanager, nullcontext
 import torch
 from torch import nn
 
+from textme_sdk.checkpoints import load_strict
+
 from .architecture import Architecture, BertSpec, ResNetSpec, SwinSpec
 from .errors import CheckpointMismatchError
 from .swin import SwinModel
@@ -234,24 +236,7 @@ def load_weights(model: CXRClipModel, state: Mapping[str, torch.Tensor]) -> None
                 f"{key} differs from the index of a {model.arch.swin.window_size}-wide window; "
                 "the checkpoint's Swin uses another window size"
             )
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = sorted(k for k in set(state) & set(expected)
-                    if tuple(state[k].shape) != tuple(expected[k].shape))
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[:3]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
-        if shapes:
-            k = shapes[0]
-            parts.append(f"{len(shapes)} with other shapes (e.g. {k}: checkpoint "
-                         f"{tuple(state[k].shape)} vs model {tuple(expected[k].shape)})")
-        raise CheckpointMismatchError(
-            "the weights do not fit the CXR-CLIP architecture: " + "; ".join(parts)
-            + ". Use the checkpoint's own architecture (architecture_from_state) or the "
-            "matching published model name"
-        )
-    model.load_state_dict(state, strict=True)
+    load_strict(model, state, "the CXR-CLIP weights", error=CheckpointMismatchError,
+                hint="Use the checkpoint's own architecture (architecture_from_state) or the "
+                     "matching published model name")
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from textme_sdk.checkpoints import load_strict as core_load_strict
 from textme_sdk.errors import TextMEError
 
 __all__ = [
@@ -207,21 +208,6 @@ def load_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], what
     Raises:
         CheckpointError: missing or unexpected keys, or shapes that differ.
     """
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-              for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
-        if shapes:
-            parts.append(f"{len(shapes)} with other shapes (e.g. {'; '.join(shapes[:2])})")
-        raise CheckpointError(
-            f"{what} does not match the MoleculeSTM architecture: {'; '.join(parts)}. Check that "
-            "it is a MoleculeSTM-Graph checkpoint (text_config= must describe its text model)"
-        )
-    module.load_state_dict(state, strict=True)
+    core_load_strict(module, state, f"{what} (MoleculeSTM)", error=CheckpointError,
+                     hint="Check that it is a MoleculeSTM-Graph checkpoint (text_config= must "
+                          "describe its text model)")

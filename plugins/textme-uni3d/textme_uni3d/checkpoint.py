@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from textme_sdk.checkpoints import load_strict as core_load_strict
+
 from .errors import CheckpointError
 
 __all__ = ["WRAPPER_KEYS", "load_strict", "read_state_dict", "strip_prefix"]
@@ -112,23 +114,6 @@ def load_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], what
     Raises:
         CheckpointError: missing or unexpected keys, or shape mismatches.
     """
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state)
-                   if tuple(expected[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[:3]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
-        if wrong:
-            k = wrong[0]
-            parts.append(f"{len(wrong)} with other shapes (e.g. {k}: checkpoint "
-                         f"{tuple(state[k].shape)} vs model {tuple(expected[k].shape)})")
-        raise CheckpointError(
-            f"{what} does not match the architecture: " + "; ".join(parts) + ". Pick the model "
-            "size the checkpoint was trained with (weights are never loaded partially)"
-        )
-    module.load_state_dict(state, strict=True)
+    core_load_strict(module, state, what, error=CheckpointError,
+                     hint="Pick the model size the checkpoint was trained with (weights are never "
+                          "loaded partially)")

@@ -9,10 +9,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY_ARCH
 from textme_viclip.encoder import build_viclip
 from textme_viclip.model import VARIANTS, ViCLIP, config_for
 from textme_viclip.tokenizer import ViCLIPTokenizer
+from viclip_testlib import TINY_ARCH
 
 
 # -- the published layouts -----------------------------------------------------------------

@@ -13,8 +13,8 @@ import types
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_ARCH, moving_square, write_video
 from textme_viclip import ViCLIPEncoder, ViCLIPLoadError, weights
+from viclip_testlib import TINY_ARCH, moving_square, write_video
 
 import textme_sdk as tm
 from textme_sdk.errors import EmptyInputError, InvalidInputError, MissingInputFileError

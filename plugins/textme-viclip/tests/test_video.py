@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import brightness_frames, moving_square, write_video
 from PIL import Image
 from textme_viclip import video
 from textme_viclip.video import (
@@ -18,6 +17,7 @@ from textme_viclip.video import (
     sample_indices,
     to_frames,
 )
+from viclip_testlib import brightness_frames, moving_square, write_video
 
 from textme_sdk.errors import InvalidInputError, MissingInputFileError
 

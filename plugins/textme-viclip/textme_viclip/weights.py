@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from textme_sdk.checkpoints import load_strict
 from textme_sdk.errors import TextMEError
 
 __all__ = [
@@ -278,29 +279,11 @@ def load_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], sour
     Raises:
         ViCLIPLoadError: missing, unexpected or differently shaped keys, listed by name.
     """
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = sorted(k for k in set(expected) & set(state)
-                        if tuple(expected[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or mismatched:
-        details = []
-        if missing:
-            details.append(f"{len(missing)} missing (e.g. {missing[:4]})")
-        if unexpected:
-            details.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:4]})")
-        if mismatched:
-            k = mismatched[0]
-            details.append(f"{len(mismatched)} with other shapes (e.g. {k}: checkpoint "
-                           f"{tuple(state[k].shape)}, model {tuple(expected[k].shape)})")
-        proj = state.get("vision_encoder.proj")
-        guess = ""
-        if proj is not None and proj.ndim == 2:
-            guess = (f" The checkpoint's vision_encoder.proj is {tuple(proj.shape)}: "
-                     "(1024, 768) is ViCLIP-L-14, (768, 512) is ViCLIP-B-16.")
-        raise ViCLIPLoadError(
-            f"{source} does not match the {variant_hint or 'requested'} architecture: "
-            + "; ".join(details) + "." + guess +
-            " Choose the matching model=... (and arch=... for custom sizes)."
-        )
-    model.load_state_dict(state, strict=True, assign=True)
+    proj = state.get("vision_encoder.proj")
+    guess = ""
+    if proj is not None and proj.ndim == 2:
+        guess = (f"The checkpoint's vision_encoder.proj is {tuple(proj.shape)}: "
+                 "(1024, 768) is ViCLIP-L-14, (768, 512) is ViCLIP-B-16. ")
+    load_strict(model, state, f"{source} ({variant_hint or 'requested'} architecture)",
+                hint=guess + "Choose the matching model=... (and arch=... for custom sizes).",
+                error=ViCLIPLoadError, assign=True, examples=4)

@@ -1,0 +1,61 @@
+"""Core helpers for plugin authors: strict checkpoint loading and image-array layouts."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from textme_sdk.checkpoints import load_strict, state_dict_mismatch
+from textme_sdk.errors import InvalidInputError, TextMEError
+from textme_sdk.images import to_hwc
+
+
+class LoadError(TextMEError):
+    pass
+
+
+def test_strict_loading_names_every_kind_of_difference_and_loads_nothing():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    good = {k: torch.ones_like(v) for k, v in model.state_dict().items()}
+    assert state_dict_mismatch(model.state_dict(), good) is None
+    load_strict(model, good, "good.pt")
+    assert torch.equal(model[0].weight, torch.ones(4, 3))
+
+    bad = dict(good)
+    del bad["1.bias"]
+    bad["2.weight"] = torch.zeros(1)
+    bad["0.weight"] = torch.zeros(4, 5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(LoadError) as info:
+        load_strict(model, bad, "bad.pt", hint="Pick the right size.", error=LoadError)
+    msg = str(info.value)
+    assert msg.startswith("bad.pt does not match the architecture: ")
+    assert "1 missing (e.g. ['1.bias'])" in msg and "1 unexpected (e.g. ['2.weight'])" in msg
+    assert "0.weight: checkpoint (4, 5) vs model (4, 3)" in msg and msg.endswith("Pick the right size.")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_assign_fills_a_meta_model():
+    with torch.device("meta"):
+        model = nn.Linear(2, 2)
+    load_strict(model, {"weight": torch.eye(2), "bias": torch.zeros(2)}, "x", assign=True)
+    assert model.weight.device.type == "cpu" and torch.equal(model.weight, torch.eye(2))
+
+
+def test_to_hwc_follows_each_librarys_layout():
+    hwc = np.zeros((5, 6, 3), np.uint8)
+    assert to_hwc(hwc, "clip").shape == (5, 6, 3)
+    assert to_hwc(np.zeros((3, 5, 6)), "clip").shape == (5, 6, 3)
+    assert to_hwc(np.zeros((5, 6)), "clip").shape == (5, 6, 1)
+    chw = torch.arange(3 * 5 * 6, dtype=torch.float16).reshape(3, 5, 6)
+    out = to_hwc(chw, "clip")
+    assert out.shape == (5, 6, 3) and out.dtype == np.float32 and out[1, 2, 0] == chw[0, 1, 2]
+    ambiguous = torch.zeros(3, 4, 3)  # a tensor is C x H x W first
+    assert to_hwc(ambiguous, "clip").shape == (4, 3, 3)
+
+
+def test_to_hwc_explains_bad_shapes():
+    with pytest.raises(InvalidInputError, match="a batch\\? pass a list"):
+        to_hwc(np.zeros((2, 5, 6, 3)), "clip")
+    with pytest.raises(InvalidInputError, match="cxr_clip expects one radiograph per tensor .* got shape \\(2, 5, 6\\)"):
+        to_hwc(torch.zeros(2, 5, 6), "cxr_clip", "radiograph")
