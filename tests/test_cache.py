@@ -55,3 +55,13 @@ def test_second_training_run_never_loads_models(gapdemo, minilm, tmp_path):
     encoder_text_embeddings(fresh_enc, texts, tmp_path)
     anchor_embeddings(fresh_anchor, texts, cache=tmp_path)
     assert not fresh_enc.is_loaded and not fresh_anchor.is_loaded
+
+
+def test_second_train_projector_loads_neither_model(gapdemo, minilm, tmp_path):
+    texts = ["a dog", "a red cat", "a car in the street", "a boat"] * 8
+    cfg = tm.TrainConfig(epochs=1, batch_size=8)
+    enc = tm.get_encoder("gapdemo", dim=16)
+    tm.train_projector(enc, minilm, texts, tm.Offsets.zeros(16), cfg, cache=tmp_path)
+    fresh_enc, fresh_anchor = tm.get_encoder("gapdemo", dim=16), tm.get_anchor("minilm")
+    tm.train_projector(fresh_enc, fresh_anchor, texts, tm.Offsets.zeros(16), cfg, cache=tmp_path)
+    assert not fresh_enc.is_loaded and not fresh_anchor.is_loaded

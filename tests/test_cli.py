@@ -1,4 +1,5 @@
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -40,7 +41,12 @@ def test_offsets_train_info_embed(gapdemo, files):
     run("train", "gapdemo", "--texts", files / "texts.txt", "--offsets", files / "off.safetensors",
         "--out", bundle, "--epochs", 2, "--batch-size", 64, "-e", "dim=16")
     run("train", "gapdemo", "--texts", files / "texts.txt", "--inputs", files / "inputs.txt",
-        "--out", bundle, "--epochs", 2, "--batch-size", 64, "--name", "second", "-e", "dim=16", "-e", "seed=3")
+        "--out", bundle, "--epochs", 2, "--batch-size", 64, "--name", "second", "-e", "dim=16", "-e", "seed=3",
+        "--hidden-dim", 24, "--input-noise", 0.01)
+    # one resumable training state per modality, so the second never clobbers the first
+    assert {p.name for p in (files / ".bundle.checkpoints").iterdir()} == {"gapdemo", "second"}
+    cfg = json.loads((bundle / "modalities/second/config.json").read_text())
+    assert cfg["projector"]["hidden_dim"] == 24
     info = json.loads(run("info", bundle, "--json").output)
     assert set(info["modalities"]) == {"gapdemo", "second"}
     assert info["modalities"]["second"]["encoder"]["seed"] == 3
@@ -71,3 +77,27 @@ def test_push_and_pull(gapdemo, files, fake_hub):
     out = run("pull", "org/cli-bundle", "--out", files / "pulled").output
     assert "gapdemo" in out
     assert (files / "pulled/modalities/gapdemo/projector.safetensors").exists()
+
+
+def test_plugins_table_with_a_plugin_that_states_no_licence(monkeypatch):
+    import types
+
+    import textme_sdk
+    from textme_sdk import plugins
+
+    mod = types.ModuleType("textme_test_nolicence")
+
+    @textme_sdk.hookimpl
+    def register_encoders(register):
+        register("nolicence", lambda: None, modality="thing", license=None)
+
+    mod.register_encoders = register_encoders
+    monkeypatch.setitem(sys.modules, "textme_test_nolicence", mod)
+    monkeypatch.setattr(plugins, "DEFAULT_PLUGINS", (*plugins.DEFAULT_PLUGINS, "textme_test_nolicence"))
+    textme_sdk.reload_plugins()
+    try:
+        out = run("plugins").output
+        assert "nolicence" in out  # the row is there (the command used to crash on None)
+    finally:
+        monkeypatch.undo()
+        textme_sdk.reload_plugins()

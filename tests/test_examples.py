@@ -16,3 +16,11 @@ def _load(name):
 def test_quickstart_gapdemo(gapdemo):
     acc = _load("quickstart_gapdemo").main(epochs=30)
     assert acc > 0.5
+
+
+TESTED = {"quickstart_gapdemo"}
+
+
+def test_every_example_script_has_a_test():
+    """A new script in examples/ fails here until a test above runs it."""
+    assert {p.stem for p in EXAMPLES.glob("*.py")} == TESTED

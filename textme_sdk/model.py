@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .bundle import GENERATED_MARK, ModalityEntry, load_entry_weights, read_config, save_bundle
+from .bundle import ModalityEntry, is_generated_card, load_entry_weights, read_config, save_bundle
 from .encoders import AnchorModel, ModalityEncoder, Role, resolve_device
 from .engine.offsets import Offsets
 from .engine.projector import Projector
@@ -292,7 +292,7 @@ class TextME:
             if api.file_exists(repo_id, "README.md", revision=revision):
                 remote = Path(hf_hub_download(repo_id, "README.md", revision=revision, token=token,
                                               cache_dir=Path(tmp) / "hf"))
-                if GENERATED_MARK not in remote.read_text(errors="replace"):
+                if not is_generated_card(remote.read_text(errors="replace")):
                     (folder / "README.md").unlink()  # never overwrite a hand-written card
             info = api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
                                      commit_message=commit_message, create_pr=create_pr)

@@ -155,7 +155,8 @@ def train_projector(
     texts = list(texts)
     if len(texts) < 2:
         raise EmptyInputError(f"train_projector needs at least 2 texts, got {len(texts)}")
-    encoder.load()
+    if not encoder.embedding_dim:
+        encoder.load()  # some encoders only know their dimension once loaded
     if offsets.dim != encoder.embedding_dim:
         raise DimensionMismatchError(
             f"offsets have {offsets.dim} dims but encoder {encoder.name!r} produces "

@@ -112,7 +112,7 @@ def plugins_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-read
     for row in rows:
         provides = [f"{n} ({encoders[n].modality})" for n in row["encoders"]] + [
             f"{n} (anchor)" for n in row["anchors"]]
-        licences = {(encoders.get(n) or anchors.get(n)).metadata.get("license", "")
+        licences = {(encoders.get(n) or anchors.get(n)).metadata.get("license") or ""
                     for n in row["encoders"] + row["anchors"]} - {""}
         status = f"[red]failed: {row['error']}[/red]" if row.get("error") else "[green]ok[/green]"
         table.add_row(row["plugin"], row["source"], "\n".join(provides) or "-",
@@ -167,8 +167,10 @@ def train_cmd(
     batch_size: int = typer.Option(512),
     lr: float = typer.Option(5e-4),
     seed: int = typer.Option(0),
+    hidden_dim: Optional[int] = typer.Option(None, help="Projector width (default: the encoder's dimension, as in the paper)."),
+    input_noise: float = typer.Option(0.0, help="Gaussian noise on training inputs (0 = the paper; helps small templated corpora)."),
     text_column: Optional[str] = typer.Option(None),
-    resume: bool = typer.Option(False, help="Resume an interrupted run from OUT/.checkpoints."),
+    resume: bool = typer.Option(False, help="Resume an interrupted run (state in .OUT.checkpoints/MODALITY beside OUT)."),
     no_offsets: bool = typer.Option(False, help="Ablation: train without centring (Table 3)."),
 ) -> None:
     """Compute offsets, train a projector on text only, and write (or extend) a bundle."""
@@ -189,9 +191,11 @@ def train_cmd(
                                       read_inputs(inputs, enc.input_spec.file_extensions, offset_samples))
         else:
             raise typer.BadParameter("pass --inputs (unpaired modal samples) or --offsets FILE")
-        cfg = tm.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+        cfg = tm.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                             hidden_dim=hidden_dim, input_noise=input_noise)
         projector = tm.train_projector(enc, model.anchor, corpus, offs, cfg,
-                                       checkpoint_dir=out.parent / f".{out.name}.checkpoints",
+                                       checkpoint_dir=out.parent / f".{out.name}.checkpoints"
+                                       / (name or enc.modality),
                                        resume=resume)
     except tm.TrainingInterrupted as exc:
         err.print(f"[yellow]{exc}[/yellow]\nrerun the same command with --resume to continue")
@@ -303,7 +307,7 @@ def _load_task(task: str, data: Path, split: str, limit: Optional[int], option: 
 @app.command("eval")
 def eval_cmd(
     bundle: str = typer.Argument(..., help="Bundle folder or Hub repo id."),
-    task: str = typer.Option(..., help="Benchmark (`textme eval --list-tasks` shows them)."),
+    task: str = typer.Option(..., help="Benchmark (`textme tasks` lists them)."),
     data: Path = typer.Option(..., help="Folder where the benchmark was unpacked (its standard layout)."),
     split: str = typer.Option("test"),
     limit: Optional[int] = typer.Option(None, help="Only the first N items."),
