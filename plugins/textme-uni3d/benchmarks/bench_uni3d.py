@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--group-size", type=int, default=64)
     parser.add_argument("--sampling", choices=("random", "fps"), default="random")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--json", help="also write the result to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -81,7 +82,7 @@ def main() -> None:
     t_all = time.perf_counter() - start
 
     model_points = args.clouds * args.npoints
-    print(json.dumps({
+    text = json.dumps({
         "benchmark": "uni3d_cpu_tiny",
         "clouds": args.clouds, "batch": args.batch, "raw_points": args.raw_points,
         "npoints": args.npoints, "groups": args.groups, "group_size": args.group_size,
@@ -93,7 +94,11 @@ def main() -> None:
         "end_to_end_s": round(t_all, 4),
         "end_to_end_clouds_per_s": round(args.clouds / t_all, 3),
         "torch": torch.__version__, "machine": platform.machine(),
-    }, indent=2))
+    }, indent=2)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(text + "\n")
 
 
 if __name__ == "__main__":
