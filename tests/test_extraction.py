@@ -136,15 +136,30 @@ def _cli_env(home) -> dict[str, str]:
     return env
 
 
-def test_torchrun_two_gloo_processes_equal_one_process(tmp_path):
-    """The real thing: `torchrun --nproc-per-node 2 -m textme_sdk.cli embed-texts` (gloo, CPU)."""
+LAUNCHERS = {
+    "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"],
+    # on a machine without CUDA, Accelerate's multi-process launcher starts 2 CPU processes and
+    # the extraction joins them with gloo
+    "accelerate": [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+                   "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+                   "--dynamo_backend", "no"],
+}
+
+
+@pytest.mark.parametrize("launcher", list(LAUNCHERS))
+def test_two_launched_processes_equal_one_process(tmp_path, launcher):
+    """The real thing: `torchrun` / `accelerate launch` with 2 processes running
+    `-m textme_sdk.cli embed-texts` (gloo on CPU), against one plain process."""
+    if launcher == "accelerate":
+        pytest.importorskip("accelerate")
+        if torch.cuda.is_available():
+            pytest.skip("the accelerate case checks the CPU fallback")
     texts = tmp_path / "texts.txt"
     corpus = [f"a short caption about thing {i}" for i in range(37)]
     texts.write_text("\n".join(corpus))
     common = ["embed-texts", str(texts), "--anchor", "minilm", "--chunk-size", "8", "--batch-size", "4"]
     two = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "textme_sdk.cli", *common, "--out", str(tmp_path / "two.npy")],
+        [*LAUNCHERS[launcher], "-m", "textme_sdk.cli", *common, "--out", str(tmp_path / "two.npy")],
         env=_cli_env(tmp_path / "two"), capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
     assert "2 processes" in two.stdout
