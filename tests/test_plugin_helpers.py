@@ -59,3 +59,46 @@ def test_to_hwc_explains_bad_shapes():
         to_hwc(np.zeros((2, 5, 6, 3)), "clip")
     with pytest.raises(InvalidInputError, match="cxr_clip expects one radiograph per tensor .* got shape \\(2, 5, 6\\)"):
         to_hwc(torch.zeros(2, 5, 6), "cxr_clip", "radiograph")
+
+
+def test_to_uint8_scales_unit_floats_and_explains_the_rest():
+    from textme_sdk.images import to_uint8
+
+    assert to_uint8(np.array([0.0, 0.5, 1.0])).tolist() == [0, 128, 255]
+    assert to_uint8(np.array([True, False])).tolist() == [255, 0]
+    with pytest.raises(InvalidInputError, match=r"\[0, 1\], got \[0, 255\]; divide 0..255"):
+        to_uint8(np.array([0.0, 255.0]))
+    with pytest.raises(InvalidInputError, match="NaN or inf"):
+        to_uint8(np.array([np.nan]))
+    with pytest.raises(InvalidInputError, match="unsupported image dtype int16"):
+        to_uint8(np.array([3], dtype=np.int16))
+    halves = to_uint8(np.array([0, 1000], dtype=np.int16), integers=lambda a: (a // 1000 * 7).astype(np.uint8))
+    assert halves.tolist() == [0, 7]
+
+
+class _Tok:
+    """A minimal tokenizer: a vocabulary size and a word -> id map (unknown words -> 1)."""
+
+    unk_token_id = 1
+
+    def __init__(self, size, known=()):
+        self.size, self.known = size, {w: i + 2 for i, w in enumerate(known)}
+
+    def __len__(self):
+        return self.size
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [self.known.get(w, 1) for w in text.split()]}
+
+
+def test_check_tokenizer_refuses_stubs_and_oversized_vocabularies():
+    from textme_sdk.encoders import check_tokenizer
+
+    probe = "a dog barks"
+    check_tokenizer(_Tok(100, ["dog"]), 100, "'bert'", probe, LoadError)
+    with pytest.raises(LoadError, match="the tokenizer 'bert' has only 5 tokens"):
+        check_tokenizer(_Tok(5), 100, "'bert'", probe, LoadError)
+    with pytest.raises(LoadError, match="embeds only 50; they do not belong together \\(hint\\)"):
+        check_tokenizer(_Tok(100, ["dog"]), 50, "'bert'", probe, LoadError, mismatch_hint=" (hint)")
+    with pytest.raises(LoadError, match="unknown tokens only: it is not SciBERT's"):
+        check_tokenizer(_Tok(100), 100, "'bert'", probe, LoadError, expected="SciBERT's tokenizer")

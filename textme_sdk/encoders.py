@@ -24,10 +24,16 @@ from typing import Any, Literal
 import torch
 
 from .engine.progress import auto_progress
-from .errors import EmptyInputError, InvalidEmbeddingError, InvalidInputError, MissingInputFileError
+from .errors import (
+    EmptyInputError,
+    InvalidEmbeddingError,
+    InvalidInputError,
+    MissingInputFileError,
+    TextMEError,
+)
 
-__all__ = ["ModalityEncoder", "AnchorModel", "InputSpec", "check_input_file", "resolve_device",
-           "Role"]
+__all__ = ["ModalityEncoder", "AnchorModel", "InputSpec", "check_input_file", "check_tokenizer",
+           "resolve_device", "Role"]
 
 Role = Literal["document", "query"]
 
@@ -76,6 +82,54 @@ def check_input_file(path: str, kind: str, example_glob: str) -> None:
         raise MissingInputFileError(
             f"{kind} file not found: {path!r}; check the path (relative paths are resolved "
             f"against the working directory {os.getcwd()!r})"
+        )
+
+
+def check_tokenizer(
+    tokenizer: Any,
+    vocab_rows: int,
+    what: str,
+    probe: str,
+    error: type[Exception] = TextMEError,
+    expected: str = "the model's tokenizer",
+    mismatch_hint: str = "",
+) -> None:
+    """Refuse a Hugging Face tokenizer that would give silently wrong embeddings (for plugins).
+
+    Offline, transformers 5 can return a few-token stub tokenizer for a Hub name it cannot
+    reach, which maps every word to the unknown token; token ids beyond the text model's
+    embedding table would index out of range.
+
+    Args:
+        tokenizer: the loaded tokenizer.
+        vocab_rows: rows of the text model's token-embedding table.
+        what: how the tokenizer is named in messages (e.g. ``"'bert-base'"`` or ``"for clap"``).
+        probe: an ordinary sentence of the domain, which must not be all unknown tokens.
+        error: the exception type to raise (a plugin's own tokenizer error).
+        expected: what the right tokenizer is called in the message.
+        mismatch_hint: appended to the message when the vocabulary is too large.
+
+    Raises:
+        error: a vocabulary under 16 tokens, more tokens than embedding rows, or a probe
+            sentence of unknown tokens only.
+    """
+    size = len(tokenizer)
+    if size < 16:
+        raise error(
+            f"the tokenizer {what} has only {size} tokens: its vocabulary files were not found "
+            "(offline?). Download it once with network access or pass tokenizer=<folder>"
+        )
+    if size > vocab_rows:
+        raise error(
+            f"the tokenizer {what} has {size} tokens but the text model embeds only "
+            f"{vocab_rows}; they do not belong together{mismatch_hint}"
+        )
+    ids = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if not ids or all(i == unk for i in ids):
+        raise error(
+            f"the tokenizer {what} maps ordinary English to unknown tokens only: it is not "
+            f"{expected} (a stub created offline?)"
         )
 
 

@@ -6,12 +6,14 @@ helpers bring it to ``H x W x C`` and explain a wrong shape with a typed error.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
 from .errors import InvalidInputError
 
-__all__ = ["CHANNELS", "to_hwc"]
+__all__ = ["CHANNELS", "to_hwc", "to_uint8"]
 
 #: Channel counts an image may have: greyscale, RGB, RGBA.
 CHANNELS = (1, 3, 4)
@@ -59,3 +61,40 @@ def to_hwc(image: np.ndarray | torch.Tensor, who: str, thing: str = "image",
         hint = ""
     raise InvalidInputError(f"{who} expects one {thing} per {what} laid out {layout} with 1, 3 "
                             f"or 4 channels; got shape {tuple(arr.shape)}{hint}")
+
+
+def to_uint8(
+    arr: np.ndarray,
+    range_hint: str = "divide 0..255 data by 255 or pass it as uint8",
+    integers: Callable[[np.ndarray], np.ndarray] | None = None,
+    dtype_hint: str = "use uint8 (0..255) or float (0..1)",
+) -> np.ndarray:
+    """Pixel values as uint8: uint8 as is, bool as 0/255, floats in [0, 1] scaled by 255.
+
+    Args:
+        arr: the pixels.
+        range_hint: the fix named when floats fall outside [0, 1].
+        integers: how other integer dtypes are converted (e.g. stretched); refused when ``None``.
+        dtype_hint: the fix named for an unsupported dtype.
+
+    Raises:
+        InvalidInputError: NaN/inf, floats outside [0, 1], or an unsupported dtype.
+    """
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise InvalidInputError(
+                "image array contains NaN or inf values; replace them first (np.nan_to_num)"
+            )
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise InvalidInputError(
+                f"float images must hold values in [0, 1], got [{lo:.3g}, {hi:.3g}]; {range_hint}"
+            )
+        return np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
+    if integers is not None and np.issubdtype(arr.dtype, np.integer):
+        return integers(arr)
+    raise InvalidInputError(f"unsupported image dtype {arr.dtype}; {dtype_hint}")

@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from ..encoders import ModalityEncoder
 from ..engine.cache import EmbeddingCache
 from ..errors import InvalidInputError, UnknownModalityError
-from .metrics import average_precision, auroc, caption_retrieval, f1_binary, ppr, topk_accuracy
+from .metrics import auroc, average_precision, caption_retrieval, f1_binary, ppr, topk_accuracy
 
 __all__ = ["EvalReport", "evaluate", "item_embeddings", "SYSTEM_LABELS"]
 

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from textme_sdk.encoders import check_tokenizer as _check
 from textme_sdk.errors import TextMEError
 
 from .audio import MelParams
@@ -71,21 +72,4 @@ def check_tokenizer(tokenizer: Any, vocab_rows: int, what: str) -> None:
         TokenizerError: tiny vocabulary, a probe sentence that is all unknown tokens, or a
             vocabulary larger than the text model's embedding table.
     """
-    size = len(tokenizer)
-    if size < 16:
-        raise TokenizerError(
-            f"the tokenizer for {what} has only {size} tokens: its vocabulary files were not "
-            "found (offline?). Download it once with network access or pass tokenizer=<folder>"
-        )
-    if size > vocab_rows:
-        raise TokenizerError(
-            f"the tokenizer for {what} has {size} tokens but the text model embeds only "
-            f"{vocab_rows}; they do not belong together"
-        )
-    ids = tokenizer(_PROBE, add_special_tokens=False)["input_ids"]
-    unk = getattr(tokenizer, "unk_token_id", None)
-    if not ids or all(i == unk for i in ids):
-        raise TokenizerError(
-            f"the tokenizer for {what} maps ordinary English to unknown tokens only: it is not "
-            "the model's tokenizer (a stub created offline?)"
-        )
+    _check(tokenizer, vocab_rows, f"for {what}", _PROBE, error=TokenizerError)

@@ -25,7 +25,7 @@ from PIL import Image
 
 from textme_sdk.encoders import check_input_file
 from textme_sdk.errors import InvalidInputError
-from textme_sdk.images import to_hwc
+from textme_sdk.images import to_hwc, to_uint8
 
 __all__ = ["to_pil", "IMAGE_EXTENSIONS"]
 
@@ -107,25 +107,7 @@ def _tensor_to_hwc(tensor: torch.Tensor) -> np.ndarray:
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
-    if arr.dtype == np.uint8:
-        return arr
-    if arr.dtype == np.bool_:
-        return arr.astype(np.uint8) * 255
-    if np.issubdtype(arr.dtype, np.floating):
-        if not np.isfinite(arr).all():
-            raise InvalidInputError(
-                "image array contains NaN or inf values; replace them first (np.nan_to_num)"
-            )
-        lo, hi = float(arr.min()), float(arr.max())
-        if lo < -1e-3 or hi > 1 + 1e-3:
-            raise InvalidInputError(
-                f"float images must hold values in [0, 1], got [{lo:.3g}, {hi:.3g}]; divide "
-                "0..255 data by 255 or pass it as uint8"
-            )
-        return np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
-    raise InvalidInputError(
-        f"unsupported image dtype {arr.dtype}; use uint8 (0..255) or float (0..1)"
-    )
+    return to_uint8(arr)
 
 
 def _array_to_pil(hwc: np.ndarray) -> Image.Image:

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from textme_sdk import InputSpec, ModalityEncoder
+from textme_sdk.encoders import check_tokenizer as _check
 from textme_sdk.errors import InvalidInputError
 
 from .architecture import PRESETS, Architecture
@@ -88,24 +89,7 @@ def check_tokenizer(tokenizer: Any, vocab_rows: int, what: str) -> None:
         TokenizerError: tiny vocabulary, a probe sentence of unknown tokens only, or more
             tokens than the text encoder embeds.
     """
-    size = len(tokenizer)
-    if size < 16:
-        raise TokenizerError(
-            f"the tokenizer {what!r} has only {size} tokens: its vocabulary files were not found "
-            "(offline?). Download it once with network access or pass tokenizer=<folder>"
-        )
-    if size > vocab_rows:
-        raise TokenizerError(
-            f"the tokenizer {what!r} has {size} tokens but the text encoder embeds only "
-            f"{vocab_rows}; they do not belong together"
-        )
-    ids = tokenizer(_PROBE, add_special_tokens=False)["input_ids"]
-    unk = getattr(tokenizer, "unk_token_id", None)
-    if not ids or all(i == unk for i in ids):
-        raise TokenizerError(
-            f"the tokenizer {what!r} maps ordinary English to unknown tokens only: it is not "
-            "the model's tokenizer (a stub created offline?)"
-        )
+    _check(tokenizer, vocab_rows, repr(what), _PROBE, error=TokenizerError)
 
 
 class CXRClipEncoder(ModalityEncoder):

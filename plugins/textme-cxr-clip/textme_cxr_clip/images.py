@@ -37,7 +37,7 @@ from PIL import Image
 
 from textme_sdk.encoders import check_input_file
 from textme_sdk.errors import InvalidInputError
-from textme_sdk.images import to_hwc
+from textme_sdk.images import to_hwc, to_uint8
 
 __all__ = [
     "RADIOGRAPH_EXTENSIONS",
@@ -278,28 +278,12 @@ def _tensor_to_hwc(tensor: torch.Tensor) -> np.ndarray:
 
 
 def _array_values_to_uint8(arr: np.ndarray) -> np.ndarray:
-    if arr.dtype == np.uint8:
-        return arr
-    if arr.dtype == np.bool_:
-        return arr.astype(np.uint8) * 255
-    if np.issubdtype(arr.dtype, np.floating):
-        if not np.isfinite(arr).all():
-            raise InvalidInputError(
-                "image array contains NaN or inf values; replace them first (np.nan_to_num)"
-            )
-        lo, hi = float(arr.min()), float(arr.max())
-        if lo < -1e-3 or hi > 1 + 1e-3:
-            raise InvalidInputError(
-                f"float images must hold values in [0, 1], got [{lo:.3g}, {hi:.3g}]; scale them "
-                "(e.g. a window) or pass raw detector values as an integer array to be stretched"
-            )
-        return _to_uint8(arr)
-    if np.issubdtype(arr.dtype, np.integer):
-        return _to_uint8(stretch(arr))
-    raise InvalidInputError(
-        f"unsupported image dtype {arr.dtype}; use uint8 (0..255), an integer type (stretched) "
-        "or float (0..1)"
-    )
+    return to_uint8(
+        arr,
+        range_hint="scale them (e.g. a window) or pass raw detector values as an integer array "
+                   "to be stretched",
+        integers=lambda a: _to_uint8(stretch(a)),
+        dtype_hint="use uint8 (0..255), an integer type (stretched) or float (0..1)")
 
 
 def _array_to_rgb(hwc: np.ndarray) -> Image.Image:

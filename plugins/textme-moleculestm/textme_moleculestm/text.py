@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from textme_sdk.encoders import check_tokenizer as _check
+
 from .checkpoints import MoleculeSTMLoadError
 
 __all__ = [
@@ -97,21 +99,5 @@ def check_tokenizer(tokenizer: Any, vocab_rows: int, what: str) -> None:
         TokenizerError: a tiny vocabulary, a probe sentence of unknown tokens only, or more
             tokens than the text model embeds.
     """
-    size = len(tokenizer)
-    if size < 16:
-        raise TokenizerError(
-            f"the tokenizer {what} has only {size} tokens: its vocabulary files were not found "
-            "(offline?). Download it once with network access or pass tokenizer=<folder>"
-        )
-    if size > vocab_rows:
-        raise TokenizerError(
-            f"the tokenizer {what} has {size} tokens but the text model embeds only "
-            f"{vocab_rows}; they do not belong together (MoleculeSTM uses {SCIBERT!r})"
-        )
-    ids = tokenizer(_PROBE, add_special_tokens=False)["input_ids"]
-    unk = getattr(tokenizer, "unk_token_id", None)
-    if not ids or all(i == unk for i in ids):
-        raise TokenizerError(
-            f"the tokenizer {what} maps ordinary English to unknown tokens only: it is not "
-            "SciBERT's tokenizer (a stub created offline?)"
-        )
+    _check(tokenizer, vocab_rows, what, _PROBE, error=TokenizerError, expected="SciBERT's tokenizer",
+           mismatch_hint=f" (MoleculeSTM uses {SCIBERT!r})")
