@@ -108,6 +108,53 @@ def test_captions_tell_the_truth():
         assert not (said_quiet and it.attributes.loudness == "loud")
 
 
+def _says(caption: str, phrases) -> bool:
+    return any(re.search(rf"\b{re.escape(p)}\b", caption) for p in phrases)
+
+
+def test_stated_attributes_are_exactly_those_the_caption_names():
+    tables = {
+        "pitch": world._PITCH_PHRASES,
+        "repetitions": world._REPETITION_PHRASES,
+        "loudness": {k: world._LOUD_ADJECTIVES[k] + world._LOUD_ADVERBS[k] for k in world._LOUD_ADJECTIVES},
+        "size": world._SIZE_WORDS, "position": world._POSITION_PHRASES,
+        "background": world._BACKGROUND_PHRASES,
+    }
+    seen = set()
+    for modality in ("image", "audio"):
+        for it in world.sample_items(modality, 300, seed=2, split="eval"):
+            seen.add(it.stated)
+            caption = it.caption
+            for name in ("background", "size", "position", "pitch", "repetitions", "loudness"):
+                if not hasattr(it.attributes, name):
+                    continue
+                phrases = [p for v in tables[name].values() for p in v]
+                assert (name in it.stated) == _says(caption, phrases), (caption, it.stated)
+                if name in it.stated:  # ... and it names the true value
+                    assert _says(caption, tables[name][getattr(it.attributes, name)]), caption
+                if name == "background":  # background phrases may contain colour words
+                    for p in phrases:
+                        caption = re.sub(rf"\b{re.escape(p)}\b", " ", caption)
+            if modality == "image":
+                assert ("colour" in it.stated) == (it.attributes.colour in world.split_words(caption))
+    assert () in seen and ("repetitions", "loudness") in seen and len(seen) > 8
+
+
+def test_caption_relevance_follows_class_and_stated_attributes():
+    items = world.sample_items("audio", 400, seed=3, split="eval")
+    rel = world.caption_relevance(items, items)
+    assert rel.shape == (400, 400) and rel.dtype == bool and rel.diagonal().all()
+    for i, q in enumerate(items[:60]):
+        expected = [it.label == q.label and all(getattr(it.attributes, a) == getattr(q.attributes, a)
+                                                for a in q.stated) for it in items]
+        assert rel[i].tolist() == expected
+    plain = next(i for i, q in enumerate(items) if q.stated == ())
+    assert rel[plain].sum() == sum(it.label == items[plain].label for it in items)
+    full = next(i for i, q in enumerate(items) if len(q.stated) == 3)
+    assert rel[full].sum() < rel[plain].sum() / 4
+    assert world.caption_relevance(items[:3], items[:10]).shape == (3, 10)
+
+
 def test_describe_paraphrases_one_item():
     item = world.sample_items("audio", 1, seed=0)[0]
     rng = np.random.default_rng(0)

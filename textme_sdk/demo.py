@@ -10,6 +10,11 @@ descriptions only (never a modal sample), then evaluation on held-out data again
 * **naive** - the TextME projector applied to modal embeddings without centring them (the gap
   left in place, as when offsets are not applied at inference).
 
+Text->X retrieval counts a retrieved sample as a hit when the query caption truly describes it:
+same class, equal on every attribute the caption states
+(:func:`textme_sdk.reference.world.caption_relevance`). The stricter exact-caption protocol,
+where only samples whose own caption is the identical string count, is reported beside it.
+
 It also measures emergent image<->audio retrieval (never trained on pairs) and each encoder's
 gap geometry, and writes a markdown report with JSON and PNG plots. Everything goes through
 the public API (``get_encoder``, ``compute_offsets``, ``train_projector``, ``TextME``).
@@ -30,7 +35,7 @@ from torch.nn import functional as F
 from . import TextME, TrainConfig, compute_offsets, get_anchor, get_encoder, train_projector
 from .diagnostics import gap_geometry
 from .engine.offsets import Offsets
-from .evaluation import class_prototypes, ppr, recall_at_k, topk_accuracy
+from .evaluation import ppr, recall_at_k, topk_accuracy
 from .evaluation.metrics import relevance_from_labels
 
 logger = logging.getLogger(__name__)
@@ -143,14 +148,19 @@ def _modality_run(m: str, cfg: DemoConfig, anchor, log: Callable[[str], None]) -
     for k in ("textme", "no_offsets", "naive"):
         queries[k], class_emb[k] = anchor_caps, anchor_protos
 
-    # a caption is relevant to its own sample and to every sample with the identical caption
+    # retrieval relevance: a caption is relevant to every sample it truly describes (same class,
+    # and equal on each attribute it states); the stricter "exact caption" protocol counts only
+    # samples whose own caption is the identical string, however well another sample fits
+    relevance = torch.from_numpy(world.caption_relevance(items, items))
     caption_ids = [{c: i for i, c in enumerate(captions)}[c] for c in captions]
-    relevance = relevance_from_labels(caption_ids, caption_ids)
+    exact = relevance_from_labels(caption_ids, caption_ids)
     metrics = {}
     for k in METHODS:
-        r = recall_at_k(queries[k] @ x[k].T, relevance, (1, 5))
+        sim = queries[k] @ x[k].T
+        r, e = recall_at_k(sim, relevance, (1, 5)), recall_at_k(sim, exact, (1, 5))
         z = topk_accuracy(x[k] @ class_emb[k].T, labels, (1,))
-        metrics[k] = {"T->X R@1": r["R@1"], "T->X R@5": r["R@5"], "zero-shot top-1": z["top1"]}
+        metrics[k] = {"T->X R@1": r["R@1"], "T->X R@5": r["R@5"], "exact R@1": e["R@1"],
+                      "exact R@5": e["R@5"], "zero-shot top-1": z["top1"]}
     geometry = gap_geometry(t_raw, x_raw)
     log(f"[{m}] evaluated on {len(items)} held-out samples")
     return {
@@ -201,15 +211,17 @@ def run_demo(cfg: DemoConfig | None = None, log: Callable[[str], None] = print) 
 # ------------------------------------------------------------------------------------ report
 def format_tables(results: dict[str, Any]) -> str:
     """The results as markdown tables."""
-    lines = []
+    lines = [("T->X: a caption is relevant to every held-out sample it truly describes (same class, "
+              "equal on each attribute it states); exact: only to samples whose own caption is the "
+              "same string."), ""]
     for m, r in results["modalities"].items():
-        lines += [f"### {m}", "", "| method | T->X R@1 | T->X R@5 | zero-shot top-1 |", "|---|---|---|---|"]
+        cols = list(r["metrics"]["textme"])
+        lines += [f"### {m}", "", "| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
         for k in METHODS:
             v = r["metrics"][k]
-            lines.append(f"| {k} | {v['T->X R@1']:.2f} | {v['T->X R@5']:.2f} | {v['zero-shot top-1']:.2f} |")
+            lines.append(f"| {k} | " + " | ".join(f"{v[c]:.2f}" for c in cols) + " |")
         p = r["ppr"]
-        lines.append(f"| **PPR (TextME / pretrained, %)** | {p['T->X R@1']:.1f} | {p['T->X R@5']:.1f} | "
-                     f"{p['zero-shot top-1']:.1f} |")
+        lines.append("| **PPR (TextME / pretrained, %)** | " + " | ".join(f"{p[c]:.1f}" for c in cols) + " |")
         g = r["geometry"]
         lines += ["", f"Gap geometry (paired held-out samples): gap norm {g['gap_norm']:.3f}, "
                   f"consistency {g['gap_consistency']:.3f} (sd {g['gap_consistency_std']:.3f}), "

@@ -40,6 +40,7 @@ __all__ = [
     "Modality",
     "Split",
     "caption_corpus",
+    "caption_relevance",
     "class_names",
     "describe",
     "get_concept",
@@ -207,6 +208,8 @@ class Item:
         data: the raw sample: ``uint8 [32, 32, 3]`` image or ``float32 [6000]`` waveform (8 kHz).
         caption: one natural description of this very sample.
         distractor: the class of an uncaptioned background object or sound, if any.
+        stated: the attribute names the caption states (fields of ``attributes``, e.g.
+            ``("pitch", "repetitions")``); the class is always stated.
     """
 
     modality: str
@@ -216,6 +219,7 @@ class Item:
     data: np.ndarray = field(repr=False)
     caption: str
     distractor: str | None = None
+    stated: tuple[str, ...] = ()
 
 
 # -- public helpers --------------------------------------------------------------------------
@@ -271,6 +275,26 @@ def caption_corpus(modality: str, n: int, seed: int = 0) -> list[str]:
 def describe(item: Item, rng: np.random.Generator) -> str:
     """A fresh natural description of ``item`` (template, wording and detail vary with ``rng``)."""
     return _describe(item.modality, CONCEPTS[item.label_index], item.attributes, rng)
+
+
+def caption_relevance(queries: Sequence[Item], items: Sequence[Item]) -> np.ndarray:
+    """Which items each query's caption truly describes: ``bool [len(queries), len(items)]``.
+
+    ``items[j]`` is relevant to the caption of ``queries[i]`` when it shows (or sounds) the same
+    class and agrees on every attribute that caption states (:attr:`Item.stated`); attributes
+    the caption leaves out may take any value. "the sound of a dog" is thus relevant to every
+    dog clip, "a dog barking twice, loud" only to loud two-bark dog clips. A query is always
+    relevant to itself.
+    """
+    labels = np.array([it.label_index for it in items])
+    out = np.empty((len(queries), len(items)), dtype=bool)
+    for i, q in enumerate(queries):
+        row = labels == q.label_index
+        for name in q.stated:
+            value = getattr(q.attributes, name)
+            row &= np.array([getattr(it.attributes, name) == value for it in items])
+        out[i] = row
+    return out
 
 
 def stack_data(items: Sequence[Item]) -> np.ndarray:
@@ -347,9 +371,9 @@ def _generate(modality: str, n: int, rng: np.random.Generator) -> list[Item]:
         concept, attrs = _draw_concept_attrs(modality, rng)
         distractor = _draw_distractor(concept, rng)
         data = _render(modality, concept, attrs, distractor, rng)
-        caption = _describe(modality, concept, attrs, rng)
+        caption, stated = _describe_stated(modality, concept, attrs, rng)
         out.append(Item(modality, concept.name, _BY_NAME[concept.name], attrs, data, caption,
-                        distractor.name if distractor else None))
+                        distractor.name if distractor else None, stated))
     return out
 
 
@@ -389,9 +413,18 @@ def _audio_slots(concept: Concept, attrs: SoundAttributes,
     }
 
 
-def _describe(modality: str, concept: Concept, attrs: Attributes,
-              rng: np.random.Generator) -> str:
-    """Fill a random template of the modality with randomly worded attribute phrases."""
+#: Which attribute field each caption slot states (verbs and the class word state only the class).
+_SLOT_ATTRIBUTE = {"colour": "colour", "size": "size", "pos": "position", "bg": "background",
+                   "pitch": "pitch", "reps": "repetitions", "loud": "loudness", "loudly": "loudness"}
+_SLOT = re.compile(r"\{(\w+)\}")
+
+
+def _describe_stated(modality: str, concept: Concept, attrs: Attributes,
+                     rng: np.random.Generator) -> tuple[str, tuple[str, ...]]:
+    """Fill a random template of the modality with randomly worded attribute phrases.
+
+    Returns the caption and the attribute fields it states, in field order.
+    """
     if modality == "image":
         assert isinstance(attrs, ImageAttributes)
         slots, templates = _image_slots(attrs, rng), _IMAGE_TEMPLATES
@@ -399,4 +432,13 @@ def _describe(modality: str, concept: Concept, attrs: Attributes,
         assert isinstance(attrs, SoundAttributes)
         slots, templates = _audio_slots(concept, attrs, rng), _AUDIO_TEMPLATES
     slots["cls"] = _class_word(concept, rng)
-    return _fix_articles(_pick(rng, templates).format(**slots))
+    template = _pick(rng, templates)
+    named = {_SLOT_ATTRIBUTE[s] for s in _SLOT.findall(template) if s in _SLOT_ATTRIBUTE}
+    stated = tuple(f for f in type(attrs).__dataclass_fields__ if f in named)
+    return _fix_articles(template.format(**slots)), stated
+
+
+def _describe(modality: str, concept: Concept, attrs: Attributes,
+              rng: np.random.Generator) -> str:
+    """Fill a random template of the modality with randomly worded attribute phrases."""
+    return _describe_stated(modality, concept, attrs, rng)[0]
