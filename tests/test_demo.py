@@ -58,3 +58,34 @@ def test_cli_demo_writes_a_report(tmp_path):
 
     bundle = tm.TextME.from_pretrained(tmp_path / "r/bundles/image")
     assert bundle.modalities == ["image"]
+
+
+def test_second_run_reuses_the_trained_projectors(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEXTME_HOME", str(tmp_path / "home"))
+    cfg = dict(modalities=("audio",), offset_samples=200, train_texts=400, eval_items=60,
+               epochs=3, batch_size=64)
+    first, second, again = [], [], []
+    r1 = run_demo(DemoConfig.quick(**cfg), log=first.append)
+    r2 = run_demo(DemoConfig.quick(**cfg), log=second.append)
+    r3 = run_demo(DemoConfig.quick(reuse_projectors=False, **cfg), log=again.append)
+    assert any("projectors trained" in m for m in first)
+    assert any("projectors reused from the cache" in m for m in second)
+    assert any("projectors trained" in m for m in again)
+    assert r1["modalities"] == r2["modalities"] == r3["modalities"]
+    assert len(list((tmp_path / "home" / "projectors").glob("*.safetensors"))) == 2  # with, without offsets
+    # a different setting is a different projector
+    run_demo(DemoConfig.quick(**{**cfg, "epochs": 2}), log=lambda m: None)
+    assert len(list((tmp_path / "home" / "projectors").glob("*.safetensors"))) == 4
+
+
+def test_a_damaged_cached_projector_is_retrained(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEXTME_HOME", str(tmp_path / "home"))
+    cfg = dict(modalities=("audio",), offset_samples=200, train_texts=300, eval_items=40,
+               epochs=2, batch_size=64)
+    r1 = run_demo(DemoConfig.quick(**cfg), log=lambda m: None)
+    for f in (tmp_path / "home" / "projectors").glob("*.safetensors"):
+        f.write_bytes(b"not a safetensors file")
+    messages = []
+    r2 = run_demo(DemoConfig.quick(**cfg), log=messages.append)
+    assert any("projectors trained" in m for m in messages)
+    assert r1["modalities"] == r2["modalities"]

@@ -22,6 +22,7 @@ the public API (``get_encoder``, ``compute_offsets``, ``train_projector``, ``Tex
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -35,6 +36,8 @@ from torch.nn import functional as F
 from . import TextME, TrainConfig, compute_offsets, get_anchor, get_encoder, train_projector
 from .diagnostics import gap_geometry
 from .engine.offsets import Offsets
+from .engine.projector import Projector
+from .engine.trainer import TrainResult
 from .evaluation import ppr, recall_at_k, topk_accuracy
 from .evaluation.metrics import relevance_from_labels
 
@@ -64,6 +67,9 @@ class DemoConfig:
         anchor: anchor name.
         out_dir: where the report goes (``None`` = no files).
         plots: draw PNG maps (needs matplotlib).
+        reuse_projectors: reuse projectors an earlier run trained on exactly the same encoder,
+            anchor, texts, offsets and settings (kept in the textme cache, ``TEXTME_HOME``);
+            ``False`` trains them again.
     """
 
     modalities: tuple[str, ...] = ("image", "audio")
@@ -78,6 +84,7 @@ class DemoConfig:
     anchor: str = "minilm"
     out_dir: str | None = "textme-report"
     plots: bool = True
+    reuse_projectors: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -107,11 +114,12 @@ def _modality_run(m: str, cfg: DemoConfig, anchor, log: Callable[[str], None]) -
     texts = world.caption_corpus(m, cfg.train_texts, seed=cfg.seed + 2)
     tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
                        input_noise=cfg.input_noise, hidden_dim=cfg.hidden_dim)
-    projector = train_projector(enc, anchor, texts, offsets, tcfg)
     no_offsets = Offsets.zeros(enc.embedding_dim)
-    projector0 = train_projector(enc, anchor, texts, no_offsets, tcfg)
-    log(f"[{m}] projectors trained on {len(texts)} texts only "
-        f"({time.perf_counter() - t0:.0f}s so far)")
+    projector, reused = _projector(enc, anchor, texts, offsets, tcfg, cfg.reuse_projectors)
+    projector0, reused0 = _projector(enc, anchor, texts, no_offsets, tcfg, cfg.reuse_projectors)
+    how = "reused from the cache" if reused and reused0 else "trained"
+    log(f"[{m}] projectors {how} ({len(texts)} texts only, "
+        f"{time.perf_counter() - t0:.0f}s so far)")
 
     model = TextME(anchor).add_modality(enc, projector, offsets, info={
         "training": {**projector.training_result.summary(), "n_texts": len(texts)}})
@@ -168,6 +176,49 @@ def _modality_run(m: str, cfg: DemoConfig, anchor, log: Callable[[str], None]) -
         "embeddings": {"text": t_raw, "modal": x_raw, "textme": x["textme"], "anchor_text": anchor_caps},
         "labels": labels, "encoder_dim": enc.embedding_dim,
     }
+
+
+def _projector_path(enc, anchor, texts: list[str], offsets: Offsets, tcfg: TrainConfig) -> Path:
+    """Where a trained projector is kept: keyed by everything that determines it."""
+    from .engine.cache import content_key, default_cache_dir
+    from .extraction import cache_key
+
+    h = hashlib.sha256()
+    for t in (offsets.mu_text, offsets.mu_modal):
+        h.update(t.numpy().tobytes())
+    key = content_key({"kind": "demo-projector", "encoder": cache_key(enc), "anchor": cache_key(anchor),
+                       "offsets": h.hexdigest(), "train": tcfg.to_dict(),
+                       "torch": torch.__version__}, texts)
+    return default_cache_dir() / "projectors" / f"{key}.safetensors"
+
+
+def _projector(enc, anchor, texts: list[str], offsets: Offsets, tcfg: TrainConfig,
+               reuse: bool) -> tuple[Projector, bool]:
+    """A projector trained on ``texts``; reused from the cache when an identical one exists."""
+    from safetensors import SafetensorError, safe_open
+
+    from .engine.cache import atomic_save
+
+    path = _projector_path(enc, anchor, texts, offsets, tcfg)
+    if reuse and path.is_file():
+        try:
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata()
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+            projector = Projector.from_config(json.loads(meta["config"]))
+            projector.load_state_dict(tensors, strict=True)
+            result = TrainResult(projector, **json.loads(meta["result"]))
+            projector.eval().training_result = result  # type: ignore[attr-defined]
+            return projector, True
+        except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as exc:  # damaged: retrain
+            logger.warning("ignoring cached projector %s: %s", path, exc)
+    projector = train_projector(enc, anchor, texts, offsets, tcfg)
+    r = projector.training_result  # type: ignore[attr-defined]
+    result = {"history": r.history, "best_epoch": r.best_epoch, "steps": r.steps,
+              "seconds": r.seconds, "samples_per_second": r.samples_per_second}
+    atomic_save(projector.state_dict(), path,
+                {"config": json.dumps(projector.config()), "result": json.dumps(result)})
+    return projector, False
 
 
 def _emergent(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -548,6 +548,8 @@ def demo_cmd(
     train_texts: Optional[int] = typer.Option(None, help="Text descriptions per modality."),
     epochs: Optional[int] = typer.Option(None),
     seed: int = typer.Option(0),
+    retrain: bool = typer.Option(False, "--retrain",
+                                 help="Train the projectors again instead of reusing cached ones."),
 ) -> None:
     """Run text-only modality expansion end to end in the offline reference world."""
     from rich.markdown import Markdown
@@ -556,6 +558,7 @@ def demo_cmd(
 
     cfg = DemoConfig.quick(out_dir=str(out), plots=True) if quick else DemoConfig(out_dir=str(out))
     cfg.seed = seed
+    cfg.reuse_projectors = not retrain
     if train_texts:
         cfg.train_texts = train_texts
     if epochs:
