@@ -13,7 +13,8 @@ descriptions only (never a modal sample), then evaluation on held-out data again
 Text->X retrieval counts a retrieved sample as a hit when the query caption truly describes it:
 same class, equal on every attribute the caption states
 (:func:`textme_sdk.reference.world.caption_relevance`). The stricter exact-caption protocol,
-where only samples whose own caption is the identical string count, is reported beside it.
+where only samples whose own caption is the identical string count, is reported beside it, and
+so is X->T retrieval (each sample ranks the held-out captions; its own caption is the hit).
 
 It also measures emergent image<->audio retrieval (never trained on pairs) and each encoder's
 gap geometry, and writes a markdown report with JSON and PNG plots. Everything goes through
@@ -166,9 +167,13 @@ def _modality_run(m: str, cfg: DemoConfig, anchor, log: Callable[[str], None]) -
     for k in METHODS:
         sim = queries[k] @ x[k].T
         r, e = recall_at_k(sim, relevance, (1, 5)), recall_at_k(sim, exact, (1, 5))
+        # each sample ranks the captions; exact relevance, because under "truly describes" a
+        # vague caption ("a photo of a dog") is right for every dog and would reward vagueness
+        back = recall_at_k(sim.T, exact, (1, 5))
         z = topk_accuracy(x[k] @ class_emb[k].T, labels, (1,))
         metrics[k] = {"T->X R@1": r["R@1"], "T->X R@5": r["R@5"], "exact R@1": e["R@1"],
-                      "exact R@5": e["R@5"], "zero-shot top-1": z["top1"]}
+                      "exact R@5": e["R@5"], "X->T R@1": back["R@1"], "X->T R@5": back["R@5"],
+                      "zero-shot top-1": z["top1"]}
     geometry = gap_geometry(t_raw, x_raw)
     log(f"[{m}] evaluated on {len(items)} held-out samples")
     return {
@@ -262,9 +267,10 @@ def run_demo(cfg: DemoConfig | None = None, log: Callable[[str], None] = print) 
 # ------------------------------------------------------------------------------------ report
 def format_tables(results: dict[str, Any]) -> str:
     """The results as markdown tables."""
-    lines = [("T->X: a caption is relevant to every held-out sample it truly describes (same class, "
-              "equal on each attribute it states); exact: only to samples whose own caption is the "
-              "same string."), ""]
+    lines = [("T->X (caption -> sample): a caption is relevant to every held-out sample it truly "
+              "describes (same class, equal on each attribute it states); exact: only to samples "
+              "whose own caption is the same string. X->T (sample -> caption): the sample's own "
+              "caption (or the same string) is the relevant one."), ""]
     for m, r in results["modalities"].items():
         cols = list(r["metrics"]["textme"])
         lines += [f"### {m}", "", "| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
