@@ -161,7 +161,8 @@ def _modality_run(m: str, cfg: DemoConfig, anchor, log: Callable[[str], None]) -
     # and equal on each attribute it states); the stricter "exact caption" protocol counts only
     # samples whose own caption is the identical string, however well another sample fits
     relevance = torch.from_numpy(world.caption_relevance(items, items))
-    caption_ids = [{c: i for i, c in enumerate(captions)}[c] for c in captions]
+    caption_index = {c: i for i, c in enumerate(captions)}  # one id per distinct caption
+    caption_ids = [caption_index[c] for c in captions]
     exact = relevance_from_labels(caption_ids, caption_ids)
     metrics = {}
     for k in METHODS:

@@ -287,12 +287,14 @@ def caption_relevance(queries: Sequence[Item], items: Sequence[Item]) -> np.ndar
     relevant to itself.
     """
     labels = np.array([it.label_index for it in items])
+    columns: dict[str, np.ndarray] = {}  # each stated attribute's values over the items, once
     out = np.empty((len(queries), len(items)), dtype=bool)
     for i, q in enumerate(queries):
         row = labels == q.label_index
         for name in q.stated:
-            value = getattr(q.attributes, name)
-            row &= np.array([getattr(it.attributes, name) == value for it in items])
+            if name not in columns:
+                columns[name] = np.array([getattr(it.attributes, name) for it in items])
+            row &= columns[name] == getattr(q.attributes, name)
         out[i] = row
     return out
 
