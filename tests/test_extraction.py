@@ -174,8 +174,11 @@ def test_two_launched_processes_equal_one_process(tmp_path, launcher):
         entries[run] = files[0]
     assert entries["one"].name == entries["two"].name  # same content key
     a, b = (load_file(str(entries[r]))["embeddings"] for r in ("one", "two"))
-    assert a.shape == (37, 384) and torch.equal(a, b)
-    assert np.array_equal(np.load(tmp_path / "one.npy"), np.load(tmp_path / "two.npy"))
+    # one process vs two: other thread counts per process may change BLAS rounding
+    assert a.shape == (37, 384)
+    torch.testing.assert_close(a, b, atol=1e-3, rtol=0)  # fp16 cache entries: ~1 ulp
+    np.testing.assert_allclose(np.load(tmp_path / "one.npy"), np.load(tmp_path / "two.npy"),
+                               atol=1e-3, rtol=0)
     key = content_key(cache_key(tm.get_anchor("minilm"), "document"), corpus)
     assert entries["one"].name == f"{key}.safetensors"  # what train_projector looks up
 

@@ -161,7 +161,9 @@ def test_shapes_normalisation_and_determinism(tiny, picture):
     images = tiny.encode_modal([picture, picture.rotate(90), picture.convert("L")])
     assert images.shape == (3, 32)
     assert torch.allclose(images.norm(dim=1), torch.ones(3), atol=1e-5)
-    assert torch.equal(tiny.encode_text(["a photo of a dog"])[0], text[0])
+    # alone vs inside a batch: BLAS picks kernels by shape, so equal up to rounding only
+    torch.testing.assert_close(tiny.encode_text(["a photo of a dog"])[0], text[0],
+                               atol=1e-6, rtol=1e-5)
     one_by_one = tiny.encode_modal([picture, picture.rotate(90)], batch_size=1)
     assert torch.allclose(one_by_one, images[:2], atol=1e-5)
 

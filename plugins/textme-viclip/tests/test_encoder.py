@@ -76,7 +76,9 @@ def test_shapes_normalisation_and_determinism(tiny_encoder, clip_file):
     text = tiny_encoder.encode_text(["a red square moves right", "a dog", "x"])
     assert text.shape == (3, 16)
     assert torch.allclose(text.norm(dim=1), torch.ones(3), atol=1e-5)
-    assert torch.equal(tiny_encoder.encode_text(["a dog"])[0], text[1])
+    # alone vs inside a batch: BLAS picks kernels by shape, so equal up to rounding only
+    torch.testing.assert_close(tiny_encoder.encode_text(["a dog"])[0], text[1],
+                               atol=1e-6, rtol=1e-5)
 
 
 def test_preprocessing_matches_the_upstream_recipe(tiny_encoder):
