@@ -15,14 +15,15 @@ import argparse
 import json
 import time
 
+import sys
+from pathlib import Path
+
 import torch
 
-from textme_sdk.engine import (
-    TrainConfig,
-    fit_projector,
-    hard_negative_infonce,
-    reference_hard_negative_infonce,
-)
+from textme_sdk.engine import TrainConfig, fit_projector, hard_negative_infonce
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from reference_losses import reference_hard_negative_infonce  # noqa: E402  (per-query Eq. 4)
 
 
 def _best_of(fn, repeats: int) -> float:

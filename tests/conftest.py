@@ -25,35 +25,56 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 from hubserver import fake_hub  # noqa: E402,F401  (the local Hub look-alike)
 
 
-@pytest.fixture(scope="session")
-def gapdemo_site(tmp_path_factory) -> Path:
-    """The external test plugin ``textme-gapdemo`` pip-installed into a private folder.
+def install_fixture_plugin(name: str, tmp_path_factory) -> Path:
+    """pip-install the test plugin ``tests/fixtures/NAME`` into a private folder.
 
     It is a real distribution with an entry point in group ``textme``; putting the folder on
     ``sys.path`` makes it discoverable exactly as an installed plugin is.
     """
-    target = tmp_path_factory.mktemp("gapdemo-site")
-    build = tmp_path_factory.mktemp("gapdemo-build")
+    target = tmp_path_factory.mktemp(f"{name}-site")
+    build = tmp_path_factory.mktemp(f"{name}-build")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-index", "--target", str(target), str(FIXTURES / "textme-gapdemo")],
+         "--no-index", "--target", str(target), str(FIXTURES / name)],
         check=True, cwd=build, env={**os.environ, "PIP_NO_INPUT": "1"},
     )
     return target
 
 
+def _activate(site: Path, module: str, monkeypatch):
+    import textme_sdk
+
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delenv("TEXTME_LOAD_PLUGINS", raising=False)
+    textme_sdk.reload_plugins()
+    yield site
+    sys.modules.pop(module, None)
+    monkeypatch.undo()
+    textme_sdk.reload_plugins()
+
+
+@pytest.fixture(scope="session")
+def gapdemo_site(tmp_path_factory) -> Path:
+    """The external test plugin ``textme-gapdemo`` (batch-method style), installed."""
+    return install_fixture_plugin("textme-gapdemo", tmp_path_factory)
+
+
 @pytest.fixture
 def gapdemo(gapdemo_site, monkeypatch):
     """Make the external plugin importable and rediscover plugins; undone after the test."""
-    import textme_sdk
+    yield from _activate(gapdemo_site, "textme_gapdemo", monkeypatch)
 
-    monkeypatch.syspath_prepend(str(gapdemo_site))
-    monkeypatch.delenv("TEXTME_LOAD_PLUGINS", raising=False)
-    textme_sdk.reload_plugins()
-    yield gapdemo_site
-    sys.modules.pop("textme_gapdemo", None)
-    monkeypatch.undo()
-    textme_sdk.reload_plugins()
+
+@pytest.fixture(scope="session")
+def glyph_site(tmp_path_factory) -> Path:
+    """The external test plugin ``textme-glyph`` (public methods overridden), installed."""
+    return install_fixture_plugin("textme-glyph", tmp_path_factory)
+
+
+@pytest.fixture
+def glyph(glyph_site, monkeypatch):
+    """Make ``textme-glyph`` importable and rediscover plugins; undone after the test."""
+    yield from _activate(glyph_site, "textme_glyph", monkeypatch)
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,7 @@ class ToyAnchor(tm.AnchorModel):
 
     name = "toy"
     embedding_dim = 8
+    config_exclude = ("device", "dtype", "fail_on")  # a crash switch is not part of the model
 
     def __init__(self, device=None, fail_on: str | None = None):
         super().__init__(device)
@@ -67,8 +68,10 @@ def test_key_is_the_one_training_looks_up(tmp_path):
 
 def test_interrupted_extraction_resumes_from_finished_chunks(tmp_path):
     crashing = ToyAnchor(fail_on=TEXTS[12])
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    with pytest.raises(tm.EncoderError, match=r"anchor 'toy'.*positions 0, 1, 2, 3, 4 "
+                                              r"\(RuntimeError: simulated crash\)") as info:
         extract_text_embeddings(crashing, TEXTS, cache=tmp_path, chunk_size=5, batch_size=5)
+    assert isinstance(info.value.__cause__, RuntimeError)  # chained to the plugin's error
     resumed = ToyAnchor()
     out = extract_text_embeddings(resumed, TEXTS, cache=tmp_path, chunk_size=5, batch_size=5)
     assert sorted(resumed.seen) == sorted(TEXTS[10:])  # chunks 0 and 1 were kept

@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from textme_sdk.engine import hard_negative_infonce, reference_hard_negative_infonce
+from reference_losses import reference_hard_negative_infonce
+
+from textme_sdk.engine import hard_negative_infonce
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -90,7 +90,7 @@ def test_precision_options():
 def test_bad_shapes_and_config_errors():
     with pytest.raises(tm.DimensionMismatchError, match="same N"):
         fit_projector(torch.randn(10, 4), torch.randn(9, 8))
-    with pytest.raises(TypeError, match="unknown TrainConfig"):
+    with pytest.raises(tm.InvalidInputError, match="unknown TrainConfig"):
         TrainConfig.from_dict({"epochs": 1, "nope": 2})
     assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
 

@@ -7,6 +7,11 @@ __all__ = [
     "UnknownPluginError",
     "UnknownModalityError",
     "PluginLoadError",
+    "IncompletePluginError",
+    "EncoderLoadError",
+    "CheckpointError",
+    "TokenizerError",
+    "EncoderError",
     "DimensionMismatchError",
     "InvalidEmbeddingError",
     "EmptyInputError",
@@ -19,6 +24,8 @@ __all__ = [
     "BundleIntegrityError",
     "MissingFileError",
     "TrainingInterrupted",
+    "TrainingDivergedError",
+    "TrainingCheckpointError",
 ]
 
 
@@ -41,7 +48,27 @@ class UnknownModalityError(TextMEError, KeyError):
 
 
 class PluginLoadError(TextMEError):
-    """A plugin failed to import or register."""
+    """A plugin failed to import, register, build or load a model."""
+
+
+class IncompletePluginError(PluginLoadError, TypeError):
+    """An encoder or anchor class implements neither the batch methods nor the public ones."""
+
+
+class EncoderLoadError(PluginLoadError):
+    """An encoder's or anchor's weights could not be loaded (base of the plugins' load errors)."""
+
+
+class CheckpointError(EncoderLoadError):
+    """A checkpoint file is missing, damaged, or does not fit the architecture."""
+
+
+class TokenizerError(EncoderLoadError):
+    """A tokenizer is missing or would give silently wrong embeddings (e.g. an offline stub)."""
+
+
+class EncoderError(TextMEError):
+    """A plugin's code failed while encoding; names the model and the input positions."""
 
 
 class DimensionMismatchError(TextMEError, ValueError):
@@ -95,3 +122,11 @@ class TrainingInterrupted(TextMEError):
         super().__init__(message)
         self.checkpoint_dir = checkpoint_dir
         self.step = step
+
+
+class TrainingDivergedError(TextMEError, FloatingPointError):
+    """The training loss or the projector weights became NaN/inf; nothing was saved."""
+
+
+class TrainingCheckpointError(TextMEError, ValueError):
+    """A training checkpoint is damaged, or belongs to another config or other data."""

@@ -63,6 +63,27 @@ def register_anchors(register: RegisterAnchor) -> None:
     """
 
 
+class RegisterLoss(Protocol):
+    def __call__(self, name: str, loss: Callable[..., Any], **metadata: Any) -> None: ...
+
+
+@hookspec
+def register_losses(register: RegisterLoss) -> None:
+    """Register projector-training losses, chosen by name with ``TrainConfig(loss=NAME)``.
+
+    Call ``register(name, loss, **metadata)``. ``loss(queries, keys, config)`` takes ``[B, d]``
+    projected queries, ``[B, d]`` anchor keys (row ``i`` is the positive of query ``i``) and
+    the :class:`textme_sdk.TrainConfig`, and returns a differentiable scalar tensor. Built in:
+    ``hard_negative_infonce`` (the paper's Eq. 4, the default) and ``infonce``.
+
+    Example::
+
+        @hookimpl
+        def register_losses(register):
+            register("cosine", lambda q, k, cfg: 1 - F.cosine_similarity(q, k).mean())
+    """
+
+
 @hookspec
 def register_commands(app: Any) -> None:
     """Add sub-commands to the ``textme`` CLI.

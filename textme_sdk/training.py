@@ -20,12 +20,13 @@ from typing import Any
 import torch
 
 from .encoders import AnchorModel, ModalityEncoder
-from .engine.cache import EmbeddingCache
+from .engine.cache import EmbeddingCache, content_key
 from .engine.offsets import Offsets, StreamingMean
 from .engine.projector import Projector
 from .engine.trainer import TrainConfig, TrainResult, fit_projector
 from .errors import DimensionMismatchError, EmptyInputError
 from .extraction import cache_key
+from .plugins import get_loss
 
 logger = logging.getLogger(__name__)
 
@@ -162,10 +163,15 @@ def train_projector(
             f"offsets have {offsets.dim} dims but encoder {encoder.name!r} produces "
             f"{encoder.embedding_dim}; compute the offsets with this encoder"
         )
+    config = (config or TrainConfig()).validate()
+    loss_fn = get_loss(config.loss)  # an unknown loss fails before any embedding work
     x = offsets.centre_text(encoder_text_embeddings(encoder, texts, cache,
                                                     show_progress_bar=show_progress_bar))
     y = anchor_embeddings(anchor, texts, "document", cache, show_progress_bar=show_progress_bar)
-    result: TrainResult = fit_projector(x, y, config, checkpoint_dir, resume, show_progress_bar)
+    fingerprint = {"texts": len(texts), "texts_sha256": content_key({}, texts)[:16],
+                   "encoder": encoder.name, "anchor": anchor.name}
+    result: TrainResult = fit_projector(x, y, config, checkpoint_dir, resume, show_progress_bar,
+                                        loss_fn=loss_fn, fingerprint=fingerprint)
     projector = result.projector
     projector.training_result = result  # type: ignore[attr-defined]
     return projector

@@ -569,15 +569,9 @@ def demo_cmd(
 
 
 def _add_plugin_commands() -> None:
-    from textme_sdk.plugins import get_plugin_manager
+    from textme_sdk.plugins import call_hook
 
-    pm = get_plugin_manager()
-    for impl in pm.hook.register_commands.get_hookimpls():
-        try:
-            impl.function(app=app)
-        except Exception as exc:  # a plugin's command must not break the CLI
-            logging.getLogger(__name__).warning("plugin %s: register_commands failed: %s",
-                                                impl.plugin_name, exc)
+    call_hook("register_commands", app=app)  # a failing plugin is logged, never fatal
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ Each module is one step of the method:
 """
 
 from .cache import EmbeddingCache, content_key
-from .losses import hard_negative_infonce, reference_hard_negative_infonce
+from .losses import hard_negative_infonce, infonce
 from .offsets import Offsets, StreamingMean
 from .projector import Projector
 from .trainer import TrainConfig, TrainResult, fit_projector
@@ -19,7 +19,7 @@ __all__ = [
     "EmbeddingCache",
     "content_key",
     "hard_negative_infonce",
-    "reference_hard_negative_infonce",
+    "infonce",
     "Offsets",
     "StreamingMean",
     "Projector",

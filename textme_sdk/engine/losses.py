@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-__all__ = ["hard_negative_infonce", "reference_hard_negative_infonce"]
+__all__ = ["hard_negative_infonce", "infonce"]
 
 
 def _similarities(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
@@ -56,26 +56,14 @@ def hard_negative_infonce(
         return per_query[active].mean()
 
 
-def reference_hard_negative_infonce(
-    queries: torch.Tensor,
-    keys: torch.Tensor,
-    temperature: float = 0.07,
-    window: tuple[float, float] = (0.1, 0.9),
-) -> torch.Tensor:
-    """A straightforward per-query implementation of the same loss (for tests and benchmarks)."""
-    sim = _similarities(queries, keys)
-    losses = []
-    for i in range(sim.shape[0]):
-        s_i = sim[i, i]
-        negatives = [
-            sim[i, j]
-            for j in range(sim.shape[0])
-            if j != i and window[0] * s_i <= sim[i, j] <= window[1] * s_i
-        ]
-        if not negatives:
-            continue
-        logits = torch.stack([s_i, *negatives]) / temperature
-        losses.append(-torch.log_softmax(logits, dim=0)[0])
-    if not losses:
-        return sim.sum() * 0.0
-    return torch.stack(losses).mean()
+def infonce(queries: torch.Tensor, keys: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
+    """Plain InfoNCE: every other key of the batch is a negative (no window); float32.
+
+    Args:
+        queries: ``[B, d]`` projected embeddings (need not be normalised).
+        keys: ``[B, d]`` anchor embeddings; row ``i`` is the positive of query ``i``.
+        temperature: softmax temperature ``tau``.
+    """
+    with torch.autocast(device_type=queries.device.type, enabled=False):
+        logits = _similarities(queries, keys) * (1.0 / temperature)
+        return F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))

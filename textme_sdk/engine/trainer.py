@@ -9,6 +9,7 @@ that resume bit-for-bit after an interruption (SIGINT/SIGTERM save state before 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -23,9 +24,18 @@ from pathlib import Path
 from typing import Any, Iterator, Literal
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..errors import DimensionMismatchError, EmptyInputError, TrainingInterrupted
+from ..errors import (
+    DimensionMismatchError,
+    EmptyInputError,
+    InvalidEmbeddingError,
+    InvalidInputError,
+    TrainingCheckpointError,
+    TrainingDivergedError,
+    TrainingInterrupted,
+)
 from .cache import atomic_save
 from .losses import hard_negative_infonce
 from .progress import auto_progress
@@ -33,9 +43,13 @@ from .projector import Projector
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "TrainResult", "fit_projector"]
+__all__ = ["TrainConfig", "TrainResult", "fit_projector", "DEFAULT_LOSS"]
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
+LossFn = Callable[[torch.Tensor, torch.Tensor, "TrainConfig"], torch.Tensor]
+
+#: The paper's loss (Eq. 4), what ``TrainConfig.loss`` names by default.
+DEFAULT_LOSS = "hard_negative_infonce"
 
 
 @dataclass
@@ -63,7 +77,12 @@ class TrainConfig:
             (0 = the paper's recipe). Text embeddings of templated captions form a discrete
             set that modal embeddings never hit exactly; a little noise (CapDec-style) keeps
             the projector smooth between them. Deterministic per (seed, step).
+        loss: name of the training loss in the loss registry (``textme_sdk.list_losses()``;
+            plugins add more through ``register_losses``). Default: the paper's Eq. 4.
         device: ``None`` = CUDA when available.
+
+    Every field is checked (:meth:`validate`) when the config is built and again before
+    training, so a bad value fails before any embedding work.
     """
 
     epochs: int = 50
@@ -85,7 +104,65 @@ class TrainConfig:
     checkpoint_every: int = 0
     select_best: bool = True
     input_noise: float = 0.0
+    loss: str = DEFAULT_LOSS
     device: str | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> "TrainConfig":
+        """Raise :class:`InvalidInputError` naming the first field that is out of range."""
+
+        def bad(name: str, rule: str) -> InvalidInputError:
+            return InvalidInputError(
+                f"TrainConfig.{name} must be {rule}, got {getattr(self, name)!r}")
+
+        def number(name: str, low: float, high: float = math.inf, low_open: bool = False,
+                   high_open: bool = False, rule: str = "") -> None:
+            v = getattr(self, name)
+            ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                  and (v > low if low_open else v >= low)
+                  and (v < high if high_open else v <= high))
+            if not ok:
+                raise bad(name, rule)
+
+        def integer(name: str, low: int, rule: str) -> None:
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise bad(name, rule)
+
+        integer("epochs", 1, "an integer >= 1")
+        integer("batch_size", 2, "an integer >= 2 (a batch of one has no negatives)")
+        number("lr", 0, 1e3, low_open=True, rule="a finite number in (0, 1000]")
+        number("weight_decay", 0, rule="a finite number >= 0")
+        number("temperature", 0, low_open=True, rule="a finite number > 0")
+        number("warmup_ratio", 0, 1, high_open=True, rule="in [0, 1)")
+        number("min_lr_ratio", 0, 1, rule="in [0, 1]")
+        number("grad_clip", 0, rule="a finite number >= 0 (0 disables clipping)")
+        number("val_fraction", 0, 1, high_open=True, rule="in [0, 1)")
+        number("dropout", 0, 1, high_open=True, rule="in [0, 1)")
+        number("input_noise", 0, rule="a finite number >= 0")
+        integer("seed", 0, "an integer >= 0")
+        integer("num_layers", 1, "an integer >= 1")
+        integer("checkpoint_every", 0, "an integer >= 0 (0 = at each epoch end only)")
+        if self.hidden_dim is not None:
+            integer("hidden_dim", 1, "None or an integer >= 1")
+        for name, pair, rule in (
+            ("betas", self.betas, "two numbers in [0, 1)"),
+            ("window", self.window, "(low, high) with 0 <= low < high <= 1"),
+        ):
+            try:
+                a, b = (float(x) for x in pair)
+            except (TypeError, ValueError):
+                raise bad(name, rule) from None
+            ok = (0 <= a < 1 and 0 <= b < 1) if name == "betas" else (0 <= a < b <= 1)
+            if not ok:
+                raise bad(name, rule)
+        if self.precision not in ("auto", "fp32", "fp16", "bf16"):
+            raise bad("precision", "one of 'auto', 'fp32', 'fp16', 'bf16'")
+        if not isinstance(self.loss, str) or not self.loss:
+            raise bad("loss", "the name of a registered loss")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -100,7 +177,8 @@ class TrainConfig:
                 d[k] = tuple(d[k])
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
-            raise TypeError(f"unknown TrainConfig fields: {sorted(unknown)}")
+            raise InvalidInputError(f"unknown TrainConfig fields: {sorted(unknown)}; the "
+                                    f"fields are {sorted(cls.__dataclass_fields__)}")
         return cls(**d)
 
 
@@ -145,7 +223,7 @@ def _amp(precision: Precision, device: torch.device) -> tuple[bool, torch.dtype 
     if precision == "fp32":
         return False, None
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError("precision='fp16' needs CUDA; use 'bf16' or 'fp32' on CPU")
+        raise InvalidInputError("precision='fp16' needs CUDA; use 'bf16' or 'fp32' on CPU")
     return True, torch.float16 if precision == "fp16" else torch.bfloat16
 
 
@@ -238,18 +316,41 @@ def save_checkpoint(path: Path, projector: Projector, opt: torch.optim.Optimizer
 
 
 def _load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    return load_file(str(path / "state.safetensors")), json.loads((path / "trainer_state.json").read_text())
+    """Read a training checkpoint; a damaged one raises :class:`TrainingCheckpointError`."""
+    try:
+        tensors = load_file(str(path / "state.safetensors"))
+        state = json.loads((path / "trainer_state.json").read_text())
+    except (SafetensorError, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise TrainingCheckpointError(
+            f"the training checkpoint in {path} is damaged or incomplete ({type(exc).__name__}: "
+            f"{exc}); delete that folder to start again, or train without resume"
+        ) from exc
+    if not isinstance(state, dict) or "step" not in state:
+        raise TrainingCheckpointError(
+            f"{path / 'trainer_state.json'} is not a textme training state; delete the folder "
+            "or choose another checkpoint_dir")
+    return tensors, state
+
+
+def data_fingerprint(inputs: torch.Tensor, targets: torch.Tensor) -> str:
+    """sha256 of the exact training data (inputs and targets), recorded in checkpoints."""
+    h = hashlib.sha256()
+    for t in (inputs, targets):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------ evaluation
 @torch.no_grad()
 def _evaluate(projector: Projector, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
-              device: torch.device) -> tuple[float, float]:
+              device: torch.device, loss_fn: LossFn) -> tuple[float, float]:
     """Held-out loss (batched like training) and R@1 of projected text -> anchor of the same text."""
     projector.eval()
     z = torch.cat([projector(b.to(device).float()).float() for b in x.split(4096)])
     yt = y.to(device).float()
-    losses = [hard_negative_infonce(zb, yb, cfg.temperature, cfg.window).item()
+    losses = [loss_fn(zb, yb, cfg).item()
               for zb, yb in zip(z.split(cfg.batch_size), yt.split(cfg.batch_size)) if len(zb) > 1]
     hits = 0
     for start in range(0, len(z), 4096):
@@ -268,6 +369,8 @@ def fit_projector(
     resume: bool = False,
     show_progress_bar: bool | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    loss_fn: LossFn | None = None,
+    fingerprint: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train a :class:`Projector` mapping ``inputs`` rows onto ``targets`` rows.
 
@@ -280,11 +383,23 @@ def fit_projector(
         resume: continue from the state in ``checkpoint_dir`` if there is one.
         show_progress_bar: tqdm bar with the loss (default: on for runs over 50 steps).
         on_step: called as ``on_step(global_step, loss)`` after each optimiser step.
+        loss_fn: ``loss(queries, keys, config)``; default the paper's hard-negative InfoNCE.
+            :func:`textme_sdk.train_projector` resolves ``config.loss`` in the loss registry.
+        fingerprint: what the data is (texts hash, encoder and anchor keys...), recorded in
+            the checkpoint beside a hash of the data itself; resuming on other data is refused.
 
     Raises:
         TrainingInterrupted: after a signal; the state is saved when ``checkpoint_dir`` is set.
+        TrainingDivergedError: the loss or the weights became NaN/inf; nothing is saved.
+        TrainingCheckpointError: ``resume`` on a damaged checkpoint or on another run's one.
     """
-    cfg = config or TrainConfig()
+    cfg = (config or TrainConfig()).validate()
+    if loss_fn is None:
+        if cfg.loss != DEFAULT_LOSS:
+            raise InvalidInputError(
+                f"fit_projector got TrainConfig.loss={cfg.loss!r} but no loss_fn; pass "
+                "loss_fn=textme_sdk.plugins.get_loss(name), or train with train_projector")
+        loss_fn = _default_loss
     if inputs.ndim != 2 or targets.ndim != 2 or len(inputs) != len(targets):
         raise DimensionMismatchError(
             f"inputs {tuple(inputs.shape)} and targets {tuple(targets.shape)} must be [N, d] "
@@ -292,6 +407,13 @@ def fit_projector(
         )
     if len(inputs) < 2:
         raise EmptyInputError(f"need at least 2 training texts, got {len(inputs)}")
+    for what, t in (("inputs", inputs), ("targets", targets)):
+        bad = (~torch.isfinite(t)).any(dim=1)
+        if bad.any():
+            rows = bad.nonzero().flatten().tolist()
+            raise InvalidEmbeddingError(
+                f"the training {what} hold NaN/inf in {len(rows)} rows (first: {rows[:5]}); "
+                "re-embed those texts (a damaged cache entry can be deleted) before training")
     device = torch.device(cfg.device) if cfg.device else torch.device(
         "cuda" if torch.cuda.is_available() else "cpu")
     use_amp, amp_dtype = _amp(cfg.precision, device)
@@ -312,15 +434,28 @@ def fit_projector(
                             weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
 
+    data = {"sha256": data_fingerprint(inputs, targets), **(fingerprint or {})} if ckpt else {}
     state: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "history": [],
                              "best_epoch": -1, "best_r1": -1.0, "best_loss": math.inf,
-                             "epoch_loss_sum": 0.0, "epoch_loss_n": 0, "config": cfg.to_dict()}
+                             "epoch_loss_sum": 0.0, "epoch_loss_n": 0, "config": cfg.to_dict(),
+                             "data": data}
     best: dict[str, torch.Tensor] | None = None
     if resume and ckpt is not None and (ckpt / "trainer_state.json").exists():
         tensors, saved = _load_checkpoint(ckpt)
         if saved.get("config") != cfg.to_dict():
-            raise ValueError("the checkpoint was written with a different TrainConfig; "
-                             "resume with the same config or use a new checkpoint_dir")
+            changed = sorted(k for k, v in cfg.to_dict().items()
+                             if (saved.get("config") or {}).get(k) != v)
+            raise TrainingCheckpointError(
+                f"the checkpoint in {ckpt} was written with a different TrainConfig "
+                f"(differs in: {', '.join(changed)}); resume with the same config or use a new "
+                "checkpoint_dir")
+        if saved.get("data", {}).get("sha256") != data["sha256"]:
+            was = {k: v for k, v in saved.get("data", {}).items() if k != "sha256"}
+            raise TrainingCheckpointError(
+                f"the checkpoint in {ckpt} was trained on other data ({was or 'unrecorded'}; "
+                f"now: {({k: v for k, v in data.items() if k != 'sha256'}) or 'other tensors'}): "
+                "resuming would mix two runs; use a new checkpoint_dir or the same texts, "
+                "offsets, encoder and anchor")
         projector.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
                                   strict=True)
         opt.load_state_dict(_optimizer_from_tensors(tensors, saved.pop("param_groups")))
@@ -352,7 +487,13 @@ def fit_projector(
                     xb = xb + cfg.input_noise * torch.randn(xb.shape, generator=noise_gen, device=device)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     z = projector(xb)
-                loss = hard_negative_infonce(z, y_dev[idx], cfg.temperature, cfg.window)
+                loss = loss_fn(z, y_dev[idx], cfg)
+                if not torch.isfinite(loss):
+                    bar.close()
+                    raise TrainingDivergedError(
+                        f"training diverged at step {state['step'] + 1}: the loss is "
+                        f"{loss.item()} (lr={cfg.lr}); nothing was saved. Lower the learning "
+                        "rate or use precision='fp32'")
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if cfg.grad_clip:
@@ -381,7 +522,9 @@ def fit_projector(
                            else "; pass checkpoint_dir=... to make runs resumable"),
                         str(ckpt) if ckpt else None, state["step"],
                     )
-            best = _end_epoch(projector, x_dev, y_dev, val_idx, cfg, device, state, opt, best)
+            _check_finite(projector, state["step"], cfg)
+            best = _end_epoch(projector, x_dev, y_dev, val_idx, cfg, device, state, opt, best,
+                              loss_fn)
             checkpoint()
     bar.close()
     seconds = time.perf_counter() - t0
@@ -395,13 +538,26 @@ def fit_projector(
     )
 
 
-def _end_epoch(projector, x_dev, y_dev, val_idx, cfg, device, state, opt, best):
+def _default_loss(queries: torch.Tensor, keys: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    return hard_negative_infonce(queries, keys, cfg.temperature, cfg.window)
+
+
+def _check_finite(projector: Projector, step: int, cfg: TrainConfig) -> None:
+    """Refuse to go on (and so to checkpoint or return) with NaN/inf weights."""
+    if not all(torch.isfinite(p).all() for p in projector.parameters()):
+        raise TrainingDivergedError(
+            f"training diverged by step {step}: the projector weights hold NaN/inf (lr={cfg.lr}); "
+            "nothing was saved. Lower the learning rate or use precision='fp32'")
+
+
+def _end_epoch(projector, x_dev, y_dev, val_idx, cfg, device, state, opt, best, loss_fn):
     """Record the epoch, evaluate on the held-out texts, keep the best weights."""
     record = {"epoch": state["epoch"],
               "train_loss": state["epoch_loss_sum"] / max(1, state["epoch_loss_n"]),
               "lr": opt.param_groups[0]["lr"]}
     if len(val_idx) >= 2:
-        vloss, r1 = _evaluate(projector, x_dev[val_idx.to(device)], y_dev[val_idx.to(device)], cfg, device)
+        vloss, r1 = _evaluate(projector, x_dev[val_idx.to(device)], y_dev[val_idx.to(device)], cfg,
+                              device, loss_fn)
         record.update(val_loss=vloss, val_r1=r1)
         better = r1 > state["best_r1"] or (r1 == state["best_r1"] and vloss < state["best_loss"])
         if better:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..encoders import InputSpec, ModalityEncoder
-from ..errors import InvalidInputError, TextMEError
+from ..errors import InvalidInputError, MissingInputFileError, TextMEError
 from ..hookspecs import hookimpl
 
 __all__ = ["ASSETS", "ReferenceAudioEncoder", "ReferenceImageEncoder", "register_encoders"]
@@ -69,7 +69,7 @@ class _ReferenceEncoder(ModalityEncoder):
             path = Path(weights).expanduser()
             path = path / f"{self.modality}.safetensors" if path.is_dir() else path
         if not path.is_file():
-            raise FileNotFoundError(
+            raise MissingInputFileError(
                 f"reference {self.modality} weights not found at {path}; pass weights='builtin' "
                 "or retrain: python -m textme_sdk.reference.pretrain --modality "
                 f"{self.modality} --out DIR"
