@@ -273,3 +273,23 @@ def test_plugin_commands_join_the_cli(glyph_site):
                          env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "hello you from glyph" in out.stdout
+
+
+# -- the shared end-to-end check -----------------------------------------------------------
+def test_check_encoder_runs_a_plugin_end_to_end(glyph, minilm, tmp_path):
+    from textme_sdk.testing import check_encoder
+
+    enc = tm.get_encoder("glyph")
+    result = check_encoder(enc, descriptions(48), modal_samples(24), tmp_path, anchor=minilm,
+                           bad_inputs=[("unicorn#1", tm.EncoderError)])
+    assert result.embeddings.shape == (8, 384) and result.bundle.is_dir()
+    assert result.loaded.modalities == ["glyph"]
+
+
+def test_check_encoder_fails_loudly_when_a_guarantee_breaks(glyph, minilm, tmp_path):
+    from textme_sdk.testing import check_encoder
+
+    enc = tm.get_encoder("glyph")
+    with pytest.raises(AssertionError, match=r"\['dog#1'\] was accepted; expected InvalidInputError"):
+        check_encoder(enc, descriptions(48), modal_samples(24), tmp_path, anchor=minilm,
+                      bad_inputs=[("dog#1", tm.InvalidInputError)])

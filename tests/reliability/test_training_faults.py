@@ -84,7 +84,7 @@ def test_a_diverging_run_stops_typed_and_saves_nothing(tmp_path):
 def test_non_finite_training_data_is_refused_before_training():
     x, y = _data()
     x[3, 2] = math.nan
-    with pytest.raises(tm.InvalidEmbeddingError, match="inputs hold NaN/inf in 1 rows \(first: \[3\]\)"):
+    with pytest.raises(tm.InvalidEmbeddingError, match=r"inputs hold NaN/inf in 1 rows \(first: \[3\]\)"):
         fit_projector(x, y, TrainConfig(epochs=1, batch_size=16))
 
 
