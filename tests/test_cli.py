@@ -62,11 +62,11 @@ def test_clear_errors(gapdemo, files, monkeypatch):
 
     monkeypatch.setitem(plugins.KNOWN_EXTRAS, "hologram", "holo")
     res = run("offsets", "hologram", "--texts", files / "texts.txt", "--inputs", files, ok=False)
-    assert res.exit_code == 1 and "pip install 'textme-sdk[holo]'" in res.output.replace("\n", " ")
+    assert res.exit_code == 2 and "pip install 'textme-sdk[holo]'" in res.output.replace("\n", " ")
     res = run("train", "gapdemo", "--texts", files / "texts.txt", "--out", files / "b", ok=False)
     assert res.exit_code != 0 and "--inputs" in res.output
     res = run("info", files, ok=False)
-    assert res.exit_code == 1 and "not a textme bundle" in res.output
+    assert res.exit_code == 2 and "not a textme bundle" in res.output
 
 
 def test_push_and_pull(gapdemo, files, fake_hub):

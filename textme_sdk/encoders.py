@@ -327,11 +327,14 @@ class _Lazy:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for public in (*cls._natural, "load"):
+        batch_of = {**cls._natural, "load": "load_model"}
+        for public, batch in batch_of.items():
             fn = cls.__dict__.get(public)
             if fn is None or getattr(fn, "_textme_base", False) or getattr(
                     fn, "_textme_complete", False):
                 continue
+            if cls._own(batch):
+                continue  # the class writes the batch method: its public override wraps it
             # a natural-style override: keep it as the implementation and put the base
             # method (validation, lazy loading, batching, normalisation) back in front of it
             setattr(cls, f"_natural_{public}", fn)
@@ -356,6 +359,16 @@ class _Lazy:
         obj = super().__new__(cls)
         obj._init_args = _capture_init_args(cls, args, kwargs)
         return obj
+
+    @classmethod
+    def _own(cls, impl: str) -> bool:
+        """Whether ``impl`` is written by a plugin class rather than inherited from the base."""
+        for klass in cls.__mro__:
+            if klass in (ModalityEncoder, AnchorModel, _Lazy, object):
+                return False
+            if impl in klass.__dict__:
+                return True
+        return False
 
     @classmethod
     def _implements(cls, impl: str, public: str) -> bool:

@@ -2,15 +2,74 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
+
+from textme_sdk.errors import InvalidInputError
+
+console = Console()
+err = Console(stderr=True)
+
+#: Exit codes: 2 for a problem with the inputs, options or environment (one line names it and
+#: the fix), 1 for an internal error (``--debug`` or ``TEXTME_DEBUG=1`` shows the traceback),
+#: 130 when interrupted.
+EXIT_USER, EXIT_INTERNAL, EXIT_INTERRUPTED = 2, 1, 130
+
+
+def _debug() -> bool:
+    return os.environ.get("TEXTME_DEBUG", "") not in ("", "0")
+
+
+def _os_error_line(exc: OSError) -> str:
+    where = f" {exc.filename!r}" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return (f"no space left on the device writing{where}: free some space or write to "
+                "another disk; what was written before is intact")
+    if isinstance(exc, PermissionError):
+        return f"permission denied for{where or ' a file'}: choose a path you may write to"
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+        return f"{exc.strerror or exc}:{where}; check the path"
+    return f"{exc.strerror or exc}{where and ':' + where}"
+
+
+class _ErrorsAsLines(TyperGroup):
+    """Every command's errors end as one line and an exit code, never a bare traceback."""
+
+    def invoke(self, ctx):  # noqa: ANN001 - click's signature
+        from textme_sdk.errors import TextMEError
+
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            if type(exc).__module__.startswith(("typer", "click")):
+                raise  # usage errors, Exit and Abort: click prints and exits (code 2 for usage)
+            if _debug():
+                traceback.print_exc()
+            if isinstance(exc, TextMEError):
+                code, line = EXIT_USER, str(exc)
+            elif isinstance(exc, OSError):
+                code, line = EXIT_USER, _os_error_line(exc)
+            else:
+                code = EXIT_INTERNAL
+                line = (f"internal error ({type(exc).__name__}: {exc}); rerun with --debug for "
+                        "the traceback and report it")
+            err.print(f"[red]error:[/red] {_escape(line)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/yellow]")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
 
 app = typer.Typer(
     name="textme",
@@ -18,9 +77,15 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=_ErrorsAsLines,
 )
-console = Console()
-err = Console(stderr=True)
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors.")) -> None:
+    """Text-only modality expansion: bridge encoders into one text-embedding space."""
+    if debug:
+        os.environ["TEXTME_DEBUG"] = "1"
 
 
 # ----------------------------------------------------------------------------- input helpers
@@ -30,7 +95,7 @@ def parse_kv(pairs: list[str] | None) -> dict[str, Any]:
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}")
+            raise InvalidInputError(f"expected KEY=VALUE, got {pair!r}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -38,30 +103,55 @@ def parse_kv(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def _read_lines(path: Path, what: str) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); convert it, e.g. "
+            f"iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}") from None
+    except IsADirectoryError:
+        raise InvalidInputError(f"{path} is a folder; pass a {what} file") from None
+
+
 def read_texts(path: Path, column: str | None = None, limit: int | None = None) -> list[str]:
-    """Texts from a .txt (one per line), .csv/.tsv/.jsonl or .parquet file."""
+    """Texts from a .txt (one per line), .csv/.tsv/.jsonl or .parquet file (UTF-8)."""
     if not path.exists():
-        raise typer.BadParameter(f"{path} does not exist")
+        raise InvalidInputError(f"{path} does not exist")
+    if path.is_dir():
+        raise InvalidInputError(f"{path} is a folder; pass a text file (.txt/.csv/.parquet)")
     suffix = path.suffix.lower()
     if suffix in (".txt", ""):
-        texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        texts = [line.strip() for line in _read_lines(path, "text")]
         texts = [t for t in texts if t]
     else:
-        import pandas as pd
-
-        readers = {".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t"),
-                   ".parquet": pd.read_parquet, ".jsonl": lambda p: pd.read_json(p, lines=True)}
+        readers = {".csv": "read_csv", ".tsv": "read_csv", ".parquet": "read_parquet",
+                   ".jsonl": "read_json"}
         if suffix not in readers:
-            raise typer.BadParameter(f"{path}: use .txt, .csv, .tsv, .jsonl or .parquet")
-        df = readers[suffix](path)
+            raise InvalidInputError(f"{path}: use .txt, .csv, .tsv, .jsonl or .parquet")
+        try:
+            import pandas as pd
+        except ImportError:
+            raise InvalidInputError(
+                f"{path}: reading {suffix} files needs pandas: pip install 'textme-sdk[train]'"
+            ) from None
+        options = {".tsv": {"sep": "\t"}, ".jsonl": {"lines": True}}.get(suffix, {})
+        try:
+            df = getattr(pd, readers[suffix])(path, **options)
+        except ImportError as exc:
+            raise InvalidInputError(f"{path}: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(f"{path} is not UTF-8 text ({exc.reason}); convert it") from None
+        except (ValueError, OSError) as exc:  # pandas parser errors are ValueErrors
+            raise InvalidInputError(f"{path} could not be read as {suffix}: {exc}") from None
         col = column or next((c for c in ("caption", "text", "description", "sentence")
                               if c in df.columns), None)
         if col is None or col not in df.columns:
-            raise typer.BadParameter(
+            raise InvalidInputError(
                 f"{path}: no text column found (columns: {list(df.columns)}); pass --text-column")
         texts = [str(t) for t in df[col].dropna().tolist()]
     if not texts:
-        raise typer.BadParameter(f"{path} holds no texts")
+        raise InvalidInputError(f"{path} holds no texts")
     return texts[:limit] if limit else texts
 
 
@@ -72,13 +162,62 @@ def read_inputs(path: Path, extensions: tuple[str, ...], limit: int | None = Non
         items = sorted(str(p) for p in path.rglob("*")
                        if p.is_file() and (not exts or p.suffix.lower() in exts))
     elif path.exists():
-        items = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        items = [line.strip() for line in _read_lines(path, "list") if line.strip()]
     else:
-        raise typer.BadParameter(f"{path} does not exist")
+        raise InvalidInputError(f"{path} does not exist")
     if not items:
-        raise typer.BadParameter(f"no inputs found in {path}"
+        raise InvalidInputError(f"no inputs found in {path}"
                                  + (f" (looked for {', '.join(extensions)})" if extensions else ""))
     return items[:limit] if limit else items
+
+
+def check_output_file(path: Path, suffixes: tuple[str, ...] = ()) -> Path:
+    """Refuse, before any work, an output file path that cannot be written; create its folder."""
+    if path.is_dir():
+        raise InvalidInputError(f"{path} is a folder; pass a file name for the output")
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise InvalidInputError(f"{path}: the output must end in {' or '.join(suffixes)}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot create the folder of {path}: {exc.strerror}") from None
+    if not os.access(path.parent, os.W_OK):
+        raise InvalidInputError(f"{path.parent} is not writable; choose another output path")
+    return path
+
+
+def check_bundle_out(path: Path) -> bool:
+    """Whether ``path`` holds a bundle to extend; refuse (before any work) anything else there.
+
+    A missing or empty folder becomes a new bundle; a folder with a bundle's ``config.json`` is
+    extended; a file, or a folder of other things, is refused - it is never replaced.
+    """
+    if not path.exists():
+        return False
+    if not path.is_dir():
+        raise InvalidInputError(f"{path} is a file, not a bundle folder; choose another --out")
+    if (path / "config.json").is_file():
+        return True
+    if any(path.iterdir()):
+        raise InvalidInputError(
+            f"{path} is a folder that is not a textme bundle; it is never replaced: choose a new "
+            "or empty folder for --out")
+    return False
+
+
+def read_offsets(path: Path) -> Any:
+    """Offsets written by ``textme offsets`` (typed error for anything else)."""
+    import textme_sdk as tm
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise InvalidInputError(f"--offsets {path} does not exist (write one with textme offsets)")
+    try:
+        return tm.Offsets.from_state_dict(load_file(str(path)))
+    except (SafetensorError, OSError, KeyError, ValueError) as exc:
+        raise InvalidInputError(
+            f"--offsets {path} is not an offsets file written by `textme offsets` ({exc})") from None
 
 
 def _escape(text: str) -> str:
@@ -88,8 +227,8 @@ def _escape(text: str) -> str:
 
 
 def _fail(exc: Exception) -> None:
-    err.print(f"[red]error:[/red] {_escape(str(exc))}", highlight=False)
-    raise typer.Exit(1)
+    err.print(f"[red]error:[/red] {_escape(str(exc))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_USER)
 
 
 # ---------------------------------------------------------------------------------- commands
@@ -130,22 +269,20 @@ def offsets_cmd(
     texts: Path = typer.Option(..., help="Text file of descriptions (.txt/.csv/.parquet)."),
     inputs: Path = typer.Option(..., help="Folder of modal files, or a list file (one input per line)."),
     out: Path = typer.Option(Path("offsets.safetensors"), help="Where to write the offsets."),
-    limit: int = typer.Option(5000, help="Samples of each kind (the paper uses 5,000)."),
+    limit: int = typer.Option(5000, min=1, help="Samples of each kind (the paper uses 5,000)."),
     encoder_arg: Optional[list[str]] = typer.Option(None, "--encoder-arg", "-e", help="KEY=VALUE for the encoder."),
     text_column: Optional[str] = typer.Option(None, help="Column holding the texts in csv/parquet."),
-    batch_size: int = typer.Option(64),
+    batch_size: int = typer.Option(64, min=1),
 ) -> None:
     """Compute the modality offsets (mu_text, mu_modal) of an encoder from unpaired samples."""
     import textme_sdk as tm
     from textme_sdk.engine.cache import atomic_save
 
-    try:
-        enc = tm.get_encoder(encoder, **parse_kv(encoder_arg))
-        offsets = tm.compute_offsets(
-            enc, read_texts(texts, text_column, limit),
-            read_inputs(inputs, enc.input_spec.file_extensions, limit), batch_size)
-    except tm.TextMEError as exc:
-        _fail(exc)
+    check_output_file(out, (".safetensors",))
+    corpus = read_texts(texts, text_column, limit)
+    enc = tm.get_encoder(encoder, **parse_kv(encoder_arg))
+    offsets = tm.compute_offsets(
+        enc, corpus, read_inputs(inputs, enc.input_spec.file_extensions, limit), batch_size)
     atomic_save(offsets.state_dict(), out)
     console.print(f"offsets of [bold]{encoder}[/bold]: gap {offsets.gap:.4f} from "
                   f"{offsets.n_text} texts / {offsets.n_modal} inputs -> {out}")
@@ -162,12 +299,12 @@ def train_cmd(
     anchor_arg: Optional[list[str]] = typer.Option(None, "--anchor-arg", "-a", help="KEY=VALUE for the anchor."),
     encoder_arg: Optional[list[str]] = typer.Option(None, "--encoder-arg", "-e", help="KEY=VALUE for the encoder."),
     name: Optional[str] = typer.Option(None, help="Modality name in the bundle (default: the encoder's)."),
-    offset_samples: int = typer.Option(5000, help="Samples per centroid."),
-    epochs: int = typer.Option(50),
-    batch_size: int = typer.Option(512),
+    offset_samples: int = typer.Option(5000, min=1, help="Samples per centroid."),
+    epochs: int = typer.Option(50, min=1),
+    batch_size: int = typer.Option(512, min=2),
     lr: float = typer.Option(5e-4),
-    seed: int = typer.Option(0),
-    hidden_dim: Optional[int] = typer.Option(None, help="Projector width (default: the encoder's dimension, as in the paper)."),
+    seed: int = typer.Option(0, min=0),
+    hidden_dim: Optional[int] = typer.Option(None, min=1, help="Projector width (default: the encoder's dimension, as in the paper)."),
     input_noise: float = typer.Option(0.0, help="Gaussian noise on training inputs (0 = the paper; helps small templated corpora)."),
     text_column: Optional[str] = typer.Option(None),
     resume: bool = typer.Option(False, help="Resume an interrupted run (state in .OUT.checkpoints/MODALITY beside OUT)."),
@@ -175,41 +312,55 @@ def train_cmd(
 ) -> None:
     """Compute offsets, train a projector on text only, and write (or extend) a bundle."""
     import textme_sdk as tm
-    from safetensors.torch import load_file
 
+    # everything that can be checked is checked before any model loads
+    cfg = tm.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                         hidden_dim=hidden_dim, input_noise=input_noise)
+    extend = check_bundle_out(out)
+    if sum(x is not None for x in (inputs, offsets)) + no_offsets != 1:
+        raise InvalidInputError("pass one of --inputs (unpaired modal samples), --offsets FILE "
+                                 "or --no-offsets")
+    offs = read_offsets(offsets) if offsets is not None else None
+    if inputs is not None and not inputs.exists():
+        raise InvalidInputError(f"--inputs {inputs} does not exist")
+    corpus = read_texts(texts, text_column)
+    enc = tm.get_encoder(encoder, **parse_kv(encoder_arg))
+    modality = name or enc.modality
+    check_modality_name(modality)
+    model = (tm.TextME.from_pretrained(out) if extend
+             else tm.TextME(tm.get_anchor(anchor, **parse_kv(anchor_arg))))
     try:
-        enc = tm.get_encoder(encoder, **parse_kv(encoder_arg))
-        model = (tm.TextME.from_pretrained(out) if (out / "config.json").exists()
-                 else tm.TextME(tm.get_anchor(anchor, **parse_kv(anchor_arg))))
-        corpus = read_texts(texts, text_column)
         if no_offsets:
             offs = tm.Offsets.zeros(enc.embedding_dim)
-        elif offsets is not None:
-            offs = tm.Offsets.from_state_dict(load_file(str(offsets)))
-        elif inputs is not None:
+        elif offs is None:
             offs = tm.compute_offsets(enc, corpus[:offset_samples],
                                       read_inputs(inputs, enc.input_spec.file_extensions, offset_samples))
-        else:
-            raise typer.BadParameter("pass --inputs (unpaired modal samples) or --offsets FILE")
-        cfg = tm.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                             hidden_dim=hidden_dim, input_noise=input_noise)
         projector = tm.train_projector(enc, model.anchor, corpus, offs, cfg,
                                        checkpoint_dir=out.parent / f".{out.name}.checkpoints"
-                                       / (name or enc.modality),
+                                       / modality,
                                        resume=resume)
     except tm.TrainingInterrupted as exc:
         err.print(f"[yellow]{exc}[/yellow]\nrerun the same command with --resume to continue")
-        raise typer.Exit(130)
-    except tm.TextMEError as exc:
-        _fail(exc)
+        raise typer.Exit(EXIT_INTERRUPTED)
     info = {"training": {**projector.training_result.summary(), "n_texts": len(corpus),
                          "texts": str(texts)},
             "offsets": {"texts": str(texts), "inputs": str(inputs or offsets)}}
     model.add_modality(enc, projector, offs, name=name, info=info)
     model.save_pretrained(out)
     s = projector.training_result.summary()
-    console.print(f"trained [bold]{name or enc.modality}[/bold] in {s['seconds']}s "
+    console.print(f"trained [bold]{modality}[/bold] in {s['seconds']}s "
                   f"(best epoch {s['best_epoch']}, held-out R@1 {s['best_val_r1']}) -> {out}")
+
+
+def check_modality_name(name: str) -> None:
+    """A modality name is one safe path segment of a bundle (checked before any work)."""
+    import re
+
+    if name == "text" or name in (".", "..") or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+                                                                 name):
+        raise InvalidInputError(
+            f"--name {name!r} is not a valid modality name: use letters, digits, '_', '-' and "
+            "'.', starting with a letter or digit ('text' is reserved)")
 
 
 @app.command("embed")
@@ -218,18 +369,17 @@ def embed_cmd(
     items: list[str] = typer.Argument(..., help="Inputs (texts, file paths, ...)."),
     modality: str = typer.Option("text", "--modality", "-m"),
     out: Optional[Path] = typer.Option(None, help="Write a .npy file instead of printing."),
-    batch_size: int = typer.Option(32),
+    batch_size: int = typer.Option(32, min=1),
 ) -> None:
     """Embed inputs of one modality into the bundle's anchor space."""
     import numpy as np
 
     import textme_sdk as tm
 
-    try:
-        model = tm.TextME.from_pretrained(bundle, modalities=[] if modality == "text" else [modality])
-        emb = model.embed(list(items), modality=modality, batch_size=batch_size)
-    except tm.TextMEError as exc:
-        _fail(exc)
+    if out is not None:
+        check_output_file(out, (".npy",))
+    model = tm.TextME.from_pretrained(bundle, modalities=[] if modality == "text" else [modality])
+    emb = model.embed(list(items), modality=modality, batch_size=batch_size)
     if out is not None:
         np.save(out, emb)
         console.print(f"{emb.shape[0]} x {emb.shape[1]} embeddings -> {out}")
@@ -246,10 +396,10 @@ def embed_texts_cmd(
     encoder_arg: Optional[list[str]] = typer.Option(None, "--encoder-arg", "-e", help="KEY=VALUE for the encoder."),
     role: str = typer.Option("document", help="Anchor prompt role: document (training) or query."),
     text_column: Optional[str] = typer.Option(None, help="Column holding the texts in csv/parquet."),
-    limit: Optional[int] = typer.Option(None, help="Only the first N texts."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Only the first N texts."),
     cache: Optional[Path] = typer.Option(None, help="Cache folder (default $TEXTME_HOME/embeddings); shared by all processes."),
-    batch_size: int = typer.Option(128),
-    chunk_size: int = typer.Option(8192, help="Texts per resumable chunk and per shard."),
+    batch_size: int = typer.Option(128, min=1),
+    chunk_size: int = typer.Option(8192, min=1, help="Texts per resumable chunk and per shard."),
     out: Optional[Path] = typer.Option(None, help="Also write the matrix to a .npy or .safetensors file."),
 ) -> None:
     """Embed a text file into the embedding cache that training reads; resumable and shardable.
@@ -265,7 +415,9 @@ def embed_texts_cmd(
     from textme_sdk.extraction import cache_key, distributed_context, extract_text_embeddings
 
     if (anchor is None) == (encoder is None):
-        raise typer.BadParameter("pass exactly one of --anchor NAME or --encoder NAME")
+        raise InvalidInputError("pass exactly one of --anchor NAME or --encoder NAME")
+    if out is not None:
+        check_output_file(out, (".npy", ".safetensors"))
     ctx = distributed_context()
     try:
         model = (tm.get_anchor(anchor, **parse_kv(anchor_arg)) if anchor is not None
@@ -382,7 +534,7 @@ def diagnose_cmd(
         enc = tm.get_encoder(encoder, **parse_kv(encoder_arg))
         if task is not None:
             if data is None:
-                raise typer.BadParameter("--task needs --data (the benchmark's folder)")
+                raise InvalidInputError("--task needs --data (the benchmark's folder)")
             ds = _load_task(task, data, split, limit, None)
             if hasattr(ds, "captions"):
                 first: dict[int, str] = {}
@@ -403,7 +555,7 @@ def diagnose_cmd(
             items = read_inputs(inputs, enc.input_spec.file_extensions, limit)
             report = diagnose(enc, corpus, items, paired=paired, batch_size=batch_size)
         else:
-            raise typer.BadParameter("pass --texts and --inputs, or --task and --data")
+            raise InvalidInputError("pass --texts and --inputs, or --task and --data")
     except tm.TextMEError as exc:
         _fail(exc)
     d = report.to_dict()
