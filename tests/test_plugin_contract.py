@@ -293,3 +293,17 @@ def test_check_encoder_fails_loudly_when_a_guarantee_breaks(glyph, minilm, tmp_p
     with pytest.raises(AssertionError, match=r"\['dog#1'\] was accepted; expected InvalidInputError"):
         check_encoder(enc, descriptions(48), modal_samples(24), tmp_path, anchor=minilm,
                       bad_inputs=[("dog#1", tm.InvalidInputError)])
+
+
+# -- skipping unreadable inputs ------------------------------------------------------------
+def test_encode_modal_skipping_keeps_the_readable_inputs_in_order(glyph):
+    enc = tm.get_encoder("glyph")
+    items = ["dog#1", "unicorn#1", "cat#1", "dog#2", "unicorn#2", "cat#3", "bird#1"]
+    result = enc.encode_modal_skipping(items, batch_size=3)
+    assert result.kept == [0, 2, 3, 5, 6]
+    assert [i for i, _ in result.skipped] == [1, 4]
+    assert all("unknown glyph concept 'unicorn'" in why for _, why in result.skipped)
+    torch.testing.assert_close(result.embeddings,
+                               enc.encode_modal([items[i] for i in result.kept]), atol=1e-6, rtol=0)
+    with pytest.raises(tm.EncoderLoadError):  # loading problems are never skipped
+        tm.get_encoder("glyph-broken-load").encode_modal_skipping(["dog#1"])

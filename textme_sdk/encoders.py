@@ -38,7 +38,8 @@ from .errors import (
 )
 
 __all__ = ["ModalityEncoder", "AnchorModel", "InputSpec", "check_input_file", "check_tokenizer",
-           "resolve_device", "default_dtype", "absolute_path", "overrides_batching", "Role"]
+           "resolve_device", "default_dtype", "absolute_path", "overrides_batching", "Role",
+           "SkippedInputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -499,6 +500,24 @@ def _capture_init_args(cls: type, args: tuple, kwargs: dict[str, Any]) -> dict[s
     return out
 
 
+@dataclass
+class SkippedInputs:
+    """What :meth:`ModalityEncoder.encode_modal_skipping` returns.
+
+    Attributes:
+        embeddings: ``[len(kept), d]`` L2-normalised embeddings of the inputs that were read.
+        kept: the input positions of the rows of ``embeddings``.
+        skipped: ``(position, reason)`` of every input that could not be read.
+    """
+
+    embeddings: torch.Tensor
+    kept: list[int]
+    skipped: list[tuple[int, str]]
+
+
+_SKIPPABLE = (InvalidInputError, EncoderError, InvalidEmbeddingError)
+
+
 class ModalityEncoder(_Lazy):
     """A contrastive encoder with a text branch and a modal branch.
 
@@ -600,6 +619,54 @@ class ModalityEncoder(_Lazy):
         )
 
     encode_modal._textme_base = True  # type: ignore[attr-defined]
+
+    def encode_modal_skipping(
+        self, inputs: Sequence[Any], batch_size: int = 32, show_progress_bar: bool | None = None
+    ) -> "SkippedInputs":
+        """Embed the inputs that can be read and skip the others (``--on-error skip``).
+
+        Batches are encoded as by :meth:`encode_modal`; a batch that fails on its inputs
+        (a missing, damaged or unreadable item: :class:`InvalidInputError`,
+        :class:`EncoderError`, :class:`InvalidEmbeddingError`) is retried item by item, and the
+        items that fail alone are skipped with their reason. Loading errors still raise.
+
+        Returns:
+            A :class:`SkippedInputs` with the embeddings of the kept inputs (in input order),
+            their positions, and the skipped positions with the reasons.
+        """
+        items = _check_list(inputs, f"{self.name}.encode_modal_skipping")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        self.load()
+        parts: list[torch.Tensor] = []
+        kept: list[int] = []
+        skipped: list[tuple[int, str]] = []
+        from tqdm.auto import tqdm
+
+        starts = range(0, len(items), batch_size)
+        bar = auto_progress(show_progress_bar, len(starts) > 8)
+        for start in tqdm(starts, desc=f"{self.name} {self.modality}", disable=not bar,
+                          leave=False):
+            chunk = items[start:start + batch_size]
+            try:
+                parts.append(self.encode_modal(chunk, batch_size, show_progress_bar=False))
+                kept.extend(range(start, start + len(chunk)))
+                continue
+            except _SKIPPABLE:
+                pass
+            for i, item in enumerate(chunk, start):
+                try:
+                    parts.append(self.encode_modal([item], 1, show_progress_bar=False))
+                    kept.append(i)
+                except _SKIPPABLE as exc:
+                    skipped.append((i, str(exc)))
+        if skipped:
+            shown = "; ".join(f"{i}: {why}" for i, why in skipped[:3])
+            logger.warning("%s: skipped %d of %d inputs that could not be read (%s%s)",
+                           self.describe(), len(skipped), len(items), shown,
+                           " ..." if len(skipped) > 3 else "")
+        emb = torch.cat(parts) if parts else torch.empty(0, self.embedding_dim)
+        return SkippedInputs(emb, kept, skipped)
 
     def info(self) -> dict[str, Any]:
         """Name, modality, dimension, input kind and licence, for listings."""
