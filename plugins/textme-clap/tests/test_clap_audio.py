@@ -14,6 +14,7 @@ import pytest
 import soundfile
 import soxr
 import torch
+import torch.nn.functional as F
 from scipy.io import wavfile
 from textme_clap.audio import (
     MelParams,
@@ -167,6 +168,37 @@ def test_long_clip_fusion_input_is_deterministic_and_matches_upstream(reference_
     for channel, third in zip(features[1:], thirds, strict=True):
         start = int(third[len(third) // 2])
         assert torch.equal(channel, mel[start:start + 1001])
+
+
+@pytest.mark.parametrize("seconds, min_gap_db", [(10.5, 1.0), (23.0, 5.0), (60.0, 15.0)])
+def test_fusion_shrink_is_bilinear_without_antialiasing(seconds, min_gap_db):
+    """The chosen behaviour, pinned: channel 0 of a long clip is the plain bilinear shrink
+    (transformers' ClapFeatureExtractor; torchvision Resize on tensors before 0.17, when
+    LAION-CLAP was trained), not the antialiased one (torchvision >= 0.17's Resize), which
+    differs more the longer the clip."""
+    wave = tone(seconds)
+    features, longer = fusion_features(wave, PARAMS)
+    assert longer is True
+    mel = log_mel(wave, PARAMS)[None, None]
+    plain = F.interpolate(mel, size=(1001, 64), mode="bilinear", align_corners=False,
+                          antialias=False)[0, 0]
+    smooth = F.interpolate(mel, size=(1001, 64), mode="bilinear", align_corners=False,
+                           antialias=True)[0, 0]
+    assert torch.equal(features[0], plain)  # the same computation
+    gap = (features[0] - smooth).abs().max().item()
+    assert gap > min_gap_db, gap  # dB: 2.3 at 10.5 s, 11.0 at 23 s, 20.2 at 60 s here
+
+
+def test_torchvision_resize_antialiases_tensors_now():
+    """What laion_clap's get_audio_features computes with the installed torchvision (>= 0.17):
+    the antialiased shrink, so it differs from this plugin's (and the training-time) input."""
+    transforms = pytest.importorskip("torchvision.transforms")
+    mel = log_mel(tone(23.0), PARAMS)
+    resized = transforms.Resize(size=[1001, 64])(mel[None])[0]
+    smooth = F.interpolate(mel[None, None], size=(1001, 64), mode="bilinear",
+                           align_corners=False, antialias=True)[0, 0]
+    torch.testing.assert_close(resized, smooth, atol=1e-4, rtol=0)
+    assert (resized - fusion_features(tone(23.0), PARAMS)[0][0]).abs().max() > 5.0
 
 
 def test_barely_longer_clip_is_not_treated_as_longer():

@@ -9,7 +9,11 @@ and transformers' ``ClapFeatureExtractor``):
 * shorter than the window: **repeat-pad** (tile the clip, then zero-pad the remainder);
 * longer, fusion models: the **fusion** input - the whole clip's log-mel shrunk to the window
   plus three window-long chunks from its front, middle and back thirds. Upstream picks each
-  chunk at random; here each is the middle of its third, so outputs are deterministic;
+  chunk at random; here each is the middle of its third, so outputs are deterministic. The
+  shrink is bilinear **without antialiasing**, as transformers' ``ClapFeatureExtractor`` and
+  LAION-CLAP's training code (torchvision ``Resize`` on a tensor, before torchvision 0.17) do;
+  the ``laion_clap`` package run with torchvision >= 0.17 antialiases instead (see
+  :func:`fusion_features`);
 * longer, non-fusion models: upstream takes one random 10 s crop. Here the whole clip is
   covered by 10 s windows whose embeddings are averaged (``long_audio="windows"``, default)
   or the central 10 s are used (``long_audio="crop"``), so nothing is dropped at random.
@@ -294,7 +298,17 @@ def _chunk_starts(total: int, chunk: int) -> list[int]:
 
 
 def fusion_features(wave: np.ndarray, params: MelParams) -> tuple[torch.Tensor, bool]:
-    """The 4-channel fusion input ``[4, frames, n_mels]`` and whether the clip is "longer"."""
+    """The 4-channel fusion input ``[4, frames, n_mels]`` and whether the clip is "longer".
+
+    For a clip longer than the window, channel 0 is the whole clip's log-mel shrunk to the
+    window by bilinear interpolation **without antialiasing**
+    (``F.interpolate(mode="bilinear", align_corners=False)``), exactly transformers'
+    ``ClapFeatureExtractor``. LAION-CLAP's ``get_audio_features`` calls torchvision's
+    ``Resize`` instead, which did not antialias tensors until torchvision 0.17 changed its
+    default to ``antialias=True``: the released checkpoints were trained with the plain
+    interpolation this function computes, while ``laion_clap`` running next to a current
+    torchvision feeds them a smoothed channel (for a 60 s clip up to ~20 dB apart per bin).
+    """
     if len(wave) <= params.max_samples:
         mel = log_mel(repeat_pad(wave, params.max_samples), params)
         return mel.expand(4, -1, -1).clone(), False
@@ -304,8 +318,8 @@ def fusion_features(wave: np.ndarray, params: MelParams) -> tuple[torch.Tensor, 
     if total == chunk:  # longer than the window by less than one hop
         return mel.expand(4, -1, -1).clone(), False
     chunks = [mel[s:s + chunk] for s in _chunk_starts(total, chunk)]
-    # Bilinear without antialiasing: what torchvision's Resize did on tensors when LAION-CLAP
-    # was trained, and what transformers' ClapFeatureExtractor does.
+    # Bilinear without antialiasing: what torchvision's Resize did on tensors before 0.17 (when
+    # LAION-CLAP was trained), and what transformers' ClapFeatureExtractor does.
     shrunk = F.interpolate(mel[None, None], size=(chunk, params.n_mels), mode="bilinear",
                            align_corners=False)[0, 0]
     return torch.stack([shrunk, *chunks]), True

@@ -84,6 +84,56 @@ def test_config_round_trips_and_stores_absolute_paths(tiny_kwargs, checkpoint, m
         MoleculeSTMEncoder(on_invalid="ignore")
 
 
+PRETRAINED_RUN = "pretrained_MoleculeSTM/SciBERT-Graph-3e-5-1-1e-4-1-InfoNCE-0.1-32-32"
+
+
+def test_default_is_the_pretrained_run_and_demo_is_selectable():
+    from textme_moleculestm import DEFAULT_SUBFOLDER, DEMO_SUBFOLDER, NAMED_SUBFOLDERS
+    from textme_moleculestm.checkpoints import resolve_subfolder
+
+    assert DEFAULT_SUBFOLDER == PRETRAINED_RUN and DEMO_SUBFOLDER == "demo/demo_checkpoints_Graph"
+    assert NAMED_SUBFOLDERS == {"pretrained": PRETRAINED_RUN, "demo": DEMO_SUBFOLDER}
+    assert resolve_subfolder(None) == resolve_subfolder("pretrained") == PRETRAINED_RUN
+    assert resolve_subfolder("demo") == DEMO_SUBFOLDER
+    other = "pretrained_MoleculeSTM/SciBERT-Graph-1e-5-1-1e-4-1-InfoNCE-0.1-32-32"
+    assert resolve_subfolder(other) == other
+    reg = {r.name: r for r in tm.list_encoders()}["moleculestm"]
+    assert reg.metadata["default_model"] == f"chao1224/MoleculeSTM/{PRETRAINED_RUN}"
+    # bundles always record the run, so they keep their weights whatever the default is
+    assert MoleculeSTMEncoder().config() == {"model": "chao1224/MoleculeSTM",
+                                             "subfolder": PRETRAINED_RUN}
+    demo = MoleculeSTMEncoder(subfolder="demo")
+    assert demo.config() == {"model": "chao1224/MoleculeSTM", "subfolder": DEMO_SUBFOLDER}
+    assert demo.source == f"chao1224/MoleculeSTM/{DEMO_SUBFOLDER}"
+    assert MoleculeSTMEncoder(**demo.config()).config() == demo.config()
+
+
+def test_hub_runs_are_fetched_from_their_folders(tiny_kwargs, tmp_path, monkeypatch):
+    """Both Hub folders in upstream's layout (a local stand-in for hf_hub_download): the default
+    loads the pretrained run's four files, ``subfolder="demo"`` the toy ones."""
+    import huggingface_hub
+
+    vocab = tiny_kwargs["text_config"]["vocab_size"]
+    repo = tmp_path / "hub"
+    write_checkpoint_folder(repo / PRETRAINED_RUN, vocab_size=vocab, seed=11)
+    write_checkpoint_folder(repo / "demo" / "demo_checkpoints_Graph", vocab_size=vocab, seed=12)
+    fetched = []
+
+    def fake_download(repo_id, filename, subfolder=None, revision=None, cache_dir=None):
+        fetched.append((repo_id, subfolder, filename))
+        return str(repo / subfolder / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    kwargs = {k: v for k, v in tiny_kwargs.items() if k != "model"}
+    pretrained = MoleculeSTMEncoder(**kwargs, device="cpu").encode_modal(SMILES[:3])
+    assert fetched == [("chao1224/MoleculeSTM", PRETRAINED_RUN, f"{stem}.pth") for stem in
+                       ("text_model", "text2latent_model", "molecule_model", "mol2latent_model")]
+    fetched.clear()
+    demo = MoleculeSTMEncoder(**kwargs, subfolder="demo", device="cpu").encode_modal(SMILES[:3])
+    assert {f[1] for f in fetched} == {"demo/demo_checkpoints_Graph"} and len(fetched) == 4
+    assert not torch.allclose(pretrained, demo, atol=1e-3)  # different weights were loaded
+
+
 # -- both branches against references ------------------------------------------------------
 def test_molecules_match_the_loop_reference(tiny, checkpoint):
     states = checkpoint[1]
@@ -320,12 +370,41 @@ def test_four_row_chirality_table_of_older_ogb(tiny_kwargs, tmp_path):
     states = write_checkpoint_folder(tmp_path, vocab_size=vocab, chirality_rows=4, seed=7)
     enc = MoleculeSTMEncoder(**{**tiny_kwargs, "model": str(tmp_path)}, device="cpu")
     assert enc.chirality_rows == 4
-    platinum = "F[Pt@SP1](Cl)(Br)I"  # a chirality tag OGB does not list -> CHI_OTHER (row 3)
-    graph = mol_to_graph(Chem.MolFromSmiles(platinum), chirality_rows=4)
-    assert graph.x[1, 1].item() == 3
-    expected = unit(reference_molecule_embedding(graph, states["molecule_model"],
-                                                 states["mol2latent_model"]))
-    torch.testing.assert_close(enc.encode_modal([platinum])[0], expected, atol=2e-5, rtol=1e-4)
+    other = Chem.MolFromSmiles("FC(Cl)(Br)I")
+    other.GetAtomWithIdx(1).SetChiralTag(Chem.ChiralType.CHI_OTHER)  # the table's last row
+    for mol, row in ((other, 3), (Chem.MolFromSmiles("N[C@@H](C)C(=O)O"), 1)):
+        graph = mol_to_graph(mol, chirality_rows=4)
+        assert graph.x[1, 1].item() == row
+        expected = unit(reference_molecule_embedding(graph, states["molecule_model"],
+                                                     states["mol2latent_model"]))
+        torch.testing.assert_close(enc.encode_modal([mol])[0], expected, atol=2e-5, rtol=1e-4)
+
+
+def test_four_row_table_refuses_unlisted_chirality_as_ogb_1_3_5_does(tiny_kwargs, tmp_path,
+                                                                     anchor):
+    """ogb <= 1.3.5 raises on chirality tags it does not list; so does a 4-row checkpoint here
+    (as an invalid molecule, which on_invalid='skip' and embed_molecules leave out)."""
+    vocab = tiny_kwargs["text_config"]["vocab_size"]
+    write_checkpoint_folder(tmp_path, vocab_size=vocab, chirality_rows=4, seed=7)
+    kwargs = {**tiny_kwargs, "model": str(tmp_path)}
+    enc = MoleculeSTMEncoder(**kwargs, device="cpu")
+    platinum = "F[Pt@SP1](Cl)(Br)I"  # CHI_SQUAREPLANAR
+    with pytest.raises(InvalidMoleculeError, match="input 1 .*CHI_SQUAREPLANAR.*4-row"):
+        enc.encode_modal(["CCO", platinum])
+    rows, kept = enc.encode_molecules(["CCO", platinum, "c1ccccc1"])
+    assert kept == [0, 2]
+    torch.testing.assert_close(rows, enc.encode_modal(["CCO", "c1ccccc1"]), atol=1e-6, rtol=0)
+    skipping = MoleculeSTMEncoder(**kwargs, on_invalid="skip", device="cpu")
+    assert skipping.encode_modal([platinum, "CCO"]).shape == (1, 24)
+    five_rows = MoleculeSTMEncoder(**tiny_kwargs, device="cpu")  # ogb >= 1.3.6: the misc row
+    assert five_rows.encode_modal([platinum]).shape == (1, 24)
+
+    model = tm.TextME(anchor, device="cpu").add_modality(
+        enc, tm.Projector(24, anchor.embedding_dim), tm.Offsets.zeros(24))
+    out, kept = embed_molecules(model, ["CCO", platinum, "C1CC", "c1ccccc1"])
+    assert kept == [0, 3] and out.shape == (2, anchor.embedding_dim)
+    np.testing.assert_allclose(out, model.embed(["CCO", "c1ccccc1"], modality="molecule"),
+                               atol=1e-6)
 
 
 def test_useless_tokenizers_and_offline_hub_fail_clearly(tmp_path, monkeypatch, tokenizer):
@@ -341,9 +420,12 @@ def test_useless_tokenizers_and_offline_hub_fail_clearly(tmp_path, monkeypatch, 
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(MoleculeSTMLoadError, match="pretrained_MoleculeSTM/SciBERT-Graph-3e-5-1-"
+                       "1e-4-1-InfoNCE-0.1-32-32/text_model.pth.*offline"):
+        MoleculeSTMEncoder(cache_dir=str(tmp_path)).load()
     with pytest.raises(MoleculeSTMLoadError,
                        match="demo/demo_checkpoints_Graph/text_model.pth.*offline"):
-        MoleculeSTMEncoder(cache_dir=str(tmp_path)).load()
+        MoleculeSTMEncoder(subfolder="demo", cache_dir=str(tmp_path)).load()
     with pytest.raises(MoleculeSTMLoadError, match="neither an existing folder nor a Hub"):
         MoleculeSTMEncoder(str(tmp_path / "no" / "such" / "folder")).load()
 

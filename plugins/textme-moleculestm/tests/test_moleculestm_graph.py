@@ -14,6 +14,7 @@ from moleculestm_testlib import (
 )
 from rdkit import Chem
 from textme_moleculestm.features import (
+    UnlistedChiralityError,
     ATOM_FEATURE_SIZES,
     ATOM_FEATURE_SIZES_OGB_1_3_5,
     BOND_FEATURE_SIZES,
@@ -86,7 +87,19 @@ def test_misc_rows_and_the_two_chirality_tables():
     assert graph("*C").x[0].tolist()[6] == 5    # hybridisation UNSPECIFIED -> misc
     pt = "F[Pt@SP1](Cl)(Br)I"                   # CHI_SQUAREPLANAR: not in OGB's list
     assert graph(pt, chirality_rows=5).x[1, 1].item() == 4  # ogb >= 1.3.6: misc
-    assert graph(pt, chirality_rows=4).x[1, 1].item() == 3  # ogb 1.3.5: CHI_OTHER
+    with pytest.raises(UnlistedChiralityError, match="atom 1 has chirality CHI_SQUAREPLANAR"):
+        graph(pt, chirality_rows=4)                 # ogb <= 1.3.5: list.index raises
+    other = Chem.MolFromSmiles("FC(Cl)(Br)I")
+    other.GetAtomWithIdx(1).SetChiralTag(Chem.ChiralType.CHI_OTHER)  # listed by both versions
+    assert mol_to_graph(other, 4).x[1, 1].item() == mol_to_graph(other, 5).x[1, 1].item() == 3
+    listed = ("CHI_UNSPECIFIED", "CHI_TETRAHEDRAL_CW", "CHI_TETRAHEDRAL_CCW", "CHI_OTHER")
+    unlisted = [name for name in Chem.ChiralType.names if name not in listed]
+    assert "CHI_SQUAREPLANAR" in unlisted  # RDKit >= 2022.09
+    for name in unlisted:  # every tag ogb does not list: misc with 5 rows, an error with 4
+        other.GetAtomWithIdx(1).SetChiralTag(Chem.ChiralType.names[name])
+        assert mol_to_graph(other, 5).x[1, 1].item() == 4, name
+        with pytest.raises(UnlistedChiralityError, match=name):
+            mol_to_graph(other, 4)
     with pytest.raises(ValueError, match="4 or 5"):
         graph("C", chirality_rows=6)
 

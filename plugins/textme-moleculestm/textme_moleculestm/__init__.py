@@ -11,7 +11,8 @@ Example::
 
     from textme_sdk import get_encoder
 
-    enc = get_encoder("moleculestm")  # chao1224/MoleculeSTM, demo/demo_checkpoints_Graph
+    enc = get_encoder("moleculestm")  # chao1224/MoleculeSTM, pretrained SciBERT-Graph run
+    enc = get_encoder("moleculestm", subfolder="demo")  # upstream's toy demo checkpoints
     enc = get_encoder("moleculestm", model="/path/to/checkpoint_folder", on_invalid="skip")
     enc.encode_modal(["CCO", "c1ccccc1C(=O)O", "molecule.sdf"])
 """
@@ -20,13 +21,22 @@ from __future__ import annotations
 
 from textme_sdk import hookimpl
 
-from .checkpoints import DEFAULT_SUBFOLDER, HUB_REPO, CheckpointError, MoleculeSTMLoadError
+from .checkpoints import (
+    DEFAULT_SUBFOLDER,
+    DEMO_SUBFOLDER,
+    HUB_REPO,
+    NAMED_SUBFOLDERS,
+    CheckpointError,
+    MoleculeSTMLoadError,
+)
 from .encoder import LICENSE, MoleculeSTMEncoder, embed_molecules
 from .molecules import InvalidMoleculeError, ParsedMolecules, parse_molecules, read_sdf
 
 __all__ = [
     "DEFAULT_SUBFOLDER",
+    "DEMO_SUBFOLDER",
     "HUB_REPO",
+    "NAMED_SUBFOLDERS",
     "LICENSE",
     "CheckpointError",
     "InvalidMoleculeError",

@@ -16,8 +16,13 @@ file                      module                                      keys
 ``mol2latent_model.pth``  ``nn.Linear(300, 256)``                     ``weight``, ``bias``
 ========================  ==========================================  =====================
 
-The Hub repo ``chao1224/MoleculeSTM`` holds such folders, e.g. ``demo/demo_checkpoints_Graph``
-(the default here) and, per the upstream README, ``pretrained_MoleculeSTM/<run name>``.
+The Hub repo ``chao1224/MoleculeSTM`` holds such folders: the pretrained runs under
+``pretrained_MoleculeSTM/<run name>`` (and ``pretrained_MoleculeSTM_Raw/<run name>``), which
+upstream's ``scripts/README.md`` lists per experiment of the paper, and two toy checkpoints under
+``demo/`` for the demo notebooks (``demos/README.md``). The default here is
+``pretrained_MoleculeSTM/SciBERT-Graph-3e-5-1-1e-4-1-InfoNCE-0.1-32-32``, the Graph run that
+upstream uses for DrugBank-Description retrieval and for property prediction;
+``subfolder="demo"`` names ``demo/demo_checkpoints_Graph`` (see :data:`NAMED_SUBFOLDERS`).
 ``text_model.pth`` comes from a transformers 4.x ``BertModel``; releases before 4.31 also
 saved the ``embeddings.position_ids`` buffer (and some the ``token_type_ids`` one). Such
 buffers are checked (``0..n-1`` and zeros) and dropped; every other key must match exactly.
@@ -41,19 +46,30 @@ from textme_sdk.errors import TextMEError
 __all__ = [
     "CHECKPOINT_STEMS",
     "DEFAULT_SUBFOLDER",
+    "DEMO_SUBFOLDER",
     "HUB_REPO",
+    "NAMED_SUBFOLDERS",
     "CheckpointError",
     "MoleculeSTMLoadError",
     "checkpoint_paths",
     "drop_stale_text_buffers",
     "load_strict",
     "read_state_dict",
+    "resolve_subfolder",
 ]
 
 #: The Hub repo with MoleculeSTM's released checkpoints.
 HUB_REPO = "chao1224/MoleculeSTM"
-#: The MoleculeSTM-Graph folder used by default (upstream ``demos/README.md``).
-DEFAULT_SUBFOLDER = "demo/demo_checkpoints_Graph"
+#: The MoleculeSTM-Graph run used by default: pretrained on PubChemSTM, the checkpoint upstream's
+#: ``scripts/README.md`` names for DrugBank-Description retrieval (Figure 2, Table 8) and for
+#: molecular property prediction (Table 1).
+DEFAULT_SUBFOLDER = "pretrained_MoleculeSTM/SciBERT-Graph-3e-5-1-1e-4-1-InfoNCE-0.1-32-32"
+#: The toy MoleculeSTM-Graph checkpoints of upstream's demo notebooks (``demos/README.md``).
+DEMO_SUBFOLDER = "demo/demo_checkpoints_Graph"
+#: Short names accepted as ``subfolder=`` for the Hub repo: ``"pretrained"`` (the default) and
+#: ``"demo"`` (the toy checkpoints). Other runs are named by their folder, e.g.
+#: ``"pretrained_MoleculeSTM/SciBERT-Graph-1e-5-1-1e-4-1-InfoNCE-0.1-32-32"`` (DrugBank-ATC).
+NAMED_SUBFOLDERS: dict[str, str] = {"pretrained": DEFAULT_SUBFOLDER, "demo": DEMO_SUBFOLDER}
 #: The four files of a MoleculeSTM-Graph checkpoint folder (without suffix).
 CHECKPOINT_STEMS: tuple[str, ...] = (
     "text_model", "text2latent_model", "molecule_model", "mol2latent_model",
@@ -76,14 +92,27 @@ def _is_hub_id(name: str) -> bool:
     return len(parts) == 2 and all(parts) and not name.startswith((".", "~"))
 
 
+def resolve_subfolder(subfolder: str | None) -> str:
+    """The folder of the Hub repo a ``subfolder`` argument names.
+
+    ``None`` is :data:`DEFAULT_SUBFOLDER`; the short names of :data:`NAMED_SUBFOLDERS`
+    (``"pretrained"``, ``"demo"``) are expanded; anything else is a folder path, returned as is.
+    """
+    if subfolder is None:
+        return DEFAULT_SUBFOLDER
+    return NAMED_SUBFOLDERS.get(subfolder, subfolder)
+
+
 def checkpoint_paths(model: str, subfolder: str | None = None, revision: str | None = None,
                      cache_dir: str | None = None) -> dict[str, str]:
     """Local paths of the four checkpoint files (downloading them from the Hub if needed).
 
     Args:
         model: a local folder or a Hub repo id (default repo: ``chao1224/MoleculeSTM``).
-        subfolder: folder inside ``model``; for a Hub repo ``None`` means
-            :data:`DEFAULT_SUBFOLDER`, for a local folder the folder itself.
+        subfolder: folder inside ``model``. For a Hub repo ``None`` means
+            :data:`DEFAULT_SUBFOLDER` and the names ``"pretrained"`` / ``"demo"`` are expanded
+            (:func:`resolve_subfolder`); for a local folder it is a relative path taken
+            literally, and ``None`` means the folder itself.
         revision: Hub revision (commit, branch or tag).
         cache_dir: Hugging Face cache folder.
 
@@ -122,7 +151,7 @@ def checkpoint_paths(model: str, subfolder: str | None = None, revision: str | N
         )
     from huggingface_hub import hf_hub_download
 
-    folder = subfolder if subfolder is not None else DEFAULT_SUBFOLDER
+    folder = resolve_subfolder(subfolder)
     paths: dict[str, str] = {}
     for stem in CHECKPOINT_STEMS:
         try:

@@ -2,9 +2,11 @@
 both projected to MoleculeSTM's shared 256-d space (``mol2latent`` / ``text2latent``).
 
 Weights come from a MoleculeSTM checkpoint folder (four ``.pth`` state dicts, see
-:mod:`textme_moleculestm.checkpoints`): by default ``demo/demo_checkpoints_Graph`` of the Hub
-repo ``chao1224/MoleculeSTM``, or any local folder in the same layout. The tokenizer is
-``allenai/scibert_scivocab_uncased`` (from the Hub or its cache) or a local folder.
+:mod:`textme_moleculestm.checkpoints`): by default the pretrained run
+``pretrained_MoleculeSTM/SciBERT-Graph-3e-5-1-1e-4-1-InfoNCE-0.1-32-32`` of the Hub repo
+``chao1224/MoleculeSTM`` (``subfolder="demo"``: upstream's toy demo checkpoints), or any local
+folder in the same layout. The tokenizer is ``allenai/scibert_scivocab_uncased`` (from the Hub
+or its cache) or a local folder.
 
 MoleculeSTM's other molecule branch (MegaMolBART on SMILES) needs Megatron and apex and is not
 supported; the graph branch is the one this plugin ports.
@@ -23,7 +25,6 @@ from textme_sdk import InputSpec, ModalityEncoder
 from textme_sdk.errors import EmptyInputError, InvalidInputError
 
 from .checkpoints import (
-    DEFAULT_SUBFOLDER,
     HUB_REPO,
     CheckpointError,
     MoleculeSTMLoadError,
@@ -31,8 +32,9 @@ from .checkpoints import (
     drop_stale_text_buffers,
     load_strict,
     read_state_dict,
+    resolve_subfolder,
 )
-from .features import GraphBatch, MolGraph, collate_graphs, mol_to_graph
+from .features import GraphBatch, MolGraph, UnlistedChiralityError, collate_graphs, mol_to_graph
 from .molecules import (
     MOLECULE_EXTENSIONS,
     InvalidMoleculeError,
@@ -67,10 +69,11 @@ class MoleculeSTMEncoder(ModalityEncoder):
         model: a Hub repo id (default ``"chao1224/MoleculeSTM"``) or a local folder holding
             ``text_model.pth``, ``text2latent_model.pth``, ``molecule_model.pth`` and
             ``mol2latent_model.pth`` (``.safetensors`` of the same names are preferred).
-        subfolder: folder inside ``model``. For the Hub repo ``None`` means
-            ``"demo/demo_checkpoints_Graph"``; another run, e.g.
-            ``"pretrained_MoleculeSTM/SciBERT-Graph-3e-5-1-1e-4-1-InfoNCE-0.1-32-32"``
-            (the upstream README's choice for DrugBank retrieval), can be named here.
+        subfolder: folder inside ``model``. For the Hub repo ``None`` or ``"pretrained"``
+            means ``"pretrained_MoleculeSTM/SciBERT-Graph-3e-5-1-1e-4-1-InfoNCE-0.1-32-32"``
+            (the run upstream's ``scripts/README.md`` uses for DrugBank-Description retrieval),
+            ``"demo"`` means upstream's toy ``"demo/demo_checkpoints_Graph"``, and any other
+            run is named by its folder. For a local ``model`` it is a relative path.
         revision: Hub revision of ``model``.
         tokenizer: tokenizer name or folder (default ``"allenai/scibert_scivocab_uncased"``),
             or a ready tokenizer object (not stored in bundles).
@@ -126,8 +129,7 @@ class MoleculeSTMEncoder(ModalityEncoder):
         """Where the weights come from, for messages (``repo/subfolder`` or the folder)."""
         if os.path.isdir(self.model_id):
             return os.path.join(self.model_id, self.subfolder or "")
-        folder = self.subfolder if self.subfolder is not None else DEFAULT_SUBFOLDER
-        return f"{self.model_id}/{folder}"
+        return f"{self.model_id}/{resolve_subfolder(self.subfolder)}"
 
     def load_model(self, device: torch.device, dtype: torch.dtype | None) -> None:
         """Read the four checkpoints strictly, build both towers, load the tokenizer."""
@@ -202,6 +204,8 @@ class MoleculeSTMEncoder(ModalityEncoder):
         try:
             with quiet_rdkit():
                 return mol_to_graph(mol, self._mol_tower.config.chirality_rows)
+        except UnlistedChiralityError as exc:
+            raise InvalidMoleculeError(index, item, str(exc)) from exc
         except RuntimeError as exc:  # RDKit invariant violations, e.g. an unsanitised Mol
             first = str(exc).strip().splitlines()
             detail = first[1].strip() if len(first) > 1 else (first[0] if first else "")
@@ -308,9 +312,12 @@ class MoleculeSTMEncoder(ModalityEncoder):
     # -- description ------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         """Keyword arguments that rebuild this encoder (local paths absolute; a tokenizer
-        object is not stored, only a tokenizer name or folder)."""
+        object is not stored, only a tokenizer name or folder). For the Hub repo the folder of
+        the run is always stored, so a bundle keeps its weights if the default changes."""
         cfg: dict[str, Any] = {"model": self.model_id}
-        if self.subfolder is not None:
+        if not os.path.isdir(self.model_id):
+            cfg["subfolder"] = resolve_subfolder(self.subfolder)
+        elif self.subfolder is not None:
             cfg["subfolder"] = self.subfolder
         if self.revision:
             cfg["revision"] = self.revision
@@ -358,10 +365,20 @@ def embed_molecules(model: Any, inputs: Sequence[Any], modality: str = "molecule
     from .molecules import parse_molecules
 
     parsed = parse_molecules(inputs, on_invalid="skip")
-    if not parsed.mols:
+    graphs, kept = [], []
+    if parsed.mols:
+        encoder.load()
+    for mol, index in zip(parsed.mols, parsed.kept):
+        try:  # featurising can fail too (e.g. a chirality tag a 4-row checkpoint lacks)
+            graphs.append(encoder._graph(mol, index))
+        except InvalidMoleculeError as err:
+            logger.warning("moleculestm: skipped input %d: %s", index, err.reason)
+            continue
+        kept.append(index)
+    if not graphs:
         import numpy as np
 
         empty = torch.empty(0, model.anchor.embedding_dim)
         return (empty if embed_kwargs.get("convert_to_tensor") else np.zeros(
             (0, model.anchor.embedding_dim), dtype=np.float32)), []
-    return model.embed(parsed.mols, modality=modality, **embed_kwargs), parsed.kept
+    return model.embed(graphs, modality=modality, **embed_kwargs), kept

@@ -20,9 +20,13 @@ Two version traps are handled explicitly:
   CHI_TETRAHEDRAL_CCW, CHI_OTHER``) and **5** from ogb 1.3.6 on (a ``misc`` row appended).
   MoleculeSTM's README pins ogb 1.2.0, its Dockerfile installs the newest ogb, so a checkpoint
   may have either; the encoder reads the size from the checkpoint and passes it here as
-  ``chirality_rows``. Tags outside the list (RDKit >= 2022.09 adds ``CHI_TETRAHEDRAL``,
-  ``CHI_ALLENE``, ``CHI_SQUAREPLANAR`` ...) go to the last row, as ogb's ``safe_index`` does
-  (ogb 1.3.5: ``CHI_OTHER``; ogb >= 1.3.6: ``misc``).
+  ``chirality_rows``. The versions also differ on tags outside the list (RDKit >= 2022.09 adds
+  ``CHI_TETRAHEDRAL``, ``CHI_ALLENE``, ``CHI_SQUAREPLANAR``, ``CHI_TRIGONALBIPYRAMIDAL``,
+  ``CHI_OCTAHEDRAL``, e.g. from ``[Pt@SP1]`` in a SMILES): ogb <= 1.3.5 looks chirality up with
+  ``list.index`` and raises ``ValueError`` on them, ogb >= 1.3.6 uses ``safe_index`` and maps
+  them to its ``misc`` row. Both are reproduced: with 5 rows such atoms get row 4, with 4 rows
+  they raise :class:`UnlistedChiralityError` (the encoder reports it as an invalid molecule,
+  which ``on_invalid="skip"`` skips).
 * OGB looks bond stereo up with ``list.index`` (no misc row). RDKit >= 2023.09 can report
   atropisomer stereo (``STEREOATROPCW`` / ``STEREOATROPCCW``), on which ogb raises; the RDKit
   MoleculeSTM used (2020.09) reported such bonds as ``STEREONONE``, so they map to 0 here.
@@ -42,6 +46,7 @@ __all__ = [
     "BOND_FEATURE_SIZES",
     "GraphBatch",
     "MolGraph",
+    "UnlistedChiralityError",
     "atom_features",
     "bond_features",
     "collate_graphs",
@@ -75,6 +80,14 @@ BOND_FEATURE_SIZES: tuple[int, ...] = (len(_BOND_TYPES) + 1, len(_BOND_STEREO), 
 _CHIRALITY_ROWS = (len(_CHIRALITY), len(_CHIRALITY) + 1)
 
 
+class UnlistedChiralityError(ValueError):
+    """An atom's chirality tag has no row in a 4-row (ogb <= 1.3.5) chirality table.
+
+    ogb <= 1.3.5 raises ``ValueError`` on such atoms as well; tables with 5 rows (ogb >= 1.3.6)
+    take them in their ``misc`` row.
+    """
+
+
 def _slot(choices: Sequence[Any], value: Any) -> int:
     """Position of ``value`` in ``choices``; the misc row (``len(choices)``) when absent."""
     try:
@@ -88,18 +101,28 @@ def atom_features(atom: Any, chirality_rows: int = 5) -> list[int]:
 
     Args:
         atom: an ``rdkit.Chem.Atom`` of a sanitised molecule.
-        chirality_rows: rows of the checkpoint's chirality table, 5 (ogb >= 1.3.6) or 4
-            (ogb <= 1.3.5); unknown chirality tags go to the last row.
+        chirality_rows: rows of the checkpoint's chirality table, 5 (ogb >= 1.3.6: chirality
+            tags OGB does not list go to the ``misc`` row 4) or 4 (ogb <= 1.3.5: such tags
+            raise, as in ogb).
 
     Raises:
         ValueError: ``chirality_rows`` is neither 4 nor 5.
+        UnlistedChiralityError: ``chirality_rows=4`` and the atom's chirality tag is not one of
+            the four ogb <= 1.3.5 lists.
     """
     if chirality_rows not in _CHIRALITY_ROWS:
         raise ValueError(f"chirality_rows must be 4 or 5 (the ogb versions), got {chirality_rows}")
-    chirality = _slot(_CHIRALITY, str(atom.GetChiralTag()))
+    tag = str(atom.GetChiralTag())
+    chirality = _slot(_CHIRALITY, tag)
+    if chirality == len(_CHIRALITY) and chirality_rows == len(_CHIRALITY):
+        raise UnlistedChiralityError(
+            f"atom {atom.GetIdx()} has chirality {tag}, for which this checkpoint's 4-row "
+            "chirality table (ogb <= 1.3.5, which raises on it too) has no row; set that "
+            "atom's chiral tag to CHI_UNSPECIFIED, or use a checkpoint with 5 rows"
+        )
     return [
         _slot(_ATOMIC_NUMBERS, atom.GetAtomicNum()),
-        min(chirality, chirality_rows - 1),
+        chirality,
         _slot(_DEGREES, atom.GetTotalDegree()),
         _slot(_FORMAL_CHARGES, atom.GetFormalCharge()),
         _slot(_NUM_HS, atom.GetTotalNumHs()),
@@ -152,6 +175,8 @@ def mol_to_graph(mol: Any, chirality_rows: int = 5) -> MolGraph:
 
     Raises:
         ValueError: the molecule has no atoms (it would have no graph embedding).
+        UnlistedChiralityError: with ``chirality_rows=4``, an atom has a chirality tag
+            ogb <= 1.3.5 does not list (see :func:`atom_features`).
     """
     atoms = [atom_features(atom, chirality_rows) for atom in mol.GetAtoms()]
     if not atoms:

@@ -1,4 +1,5 @@
-"""The Uni3D port itself: FPS against a loop reference of the pointnet2_ops kernel, kNN
+"""The Uni3D port itself: FPS against a sequential loop and a block-reduction model of the
+pointnet2_ops kernel (equal without ties, documented differences with ties), kNN
 grouping, the forward pass against a literal re-statement of upstream's steps, the key layouts
 of every released size (meta device) against a fixture derived from the upstream source, the
 EVA02-E-14-plus text tower layout, and strict checkpoint loading in upstream's layout."""
@@ -27,8 +28,10 @@ LAYOUTS = json.loads((Path(__file__).parent / "fixtures" / "uni3d_layouts.json")
 
 # -- farthest-point sampling ---------------------------------------------------------------
 def fps_loop_reference(points: np.ndarray, m: int) -> list[int]:
-    """pointnet2_ops ``furthest_point_sampling_kernel`` as a plain loop, in float32:
-    start at 0, temp = 1e10, skip points with |p|^2 <= 1e-3, strict '>' keeps the first max."""
+    """pointnet2_ops ``furthest_point_sampling_kernel`` as one sequential loop, in float32:
+    start at 0, temp = 1e10, skip points with |p|^2 <= 1e-3, strict '>' keeps the first max
+    (so exact ties go to the lowest index, unlike the kernel's parallel reduction: see
+    :func:`fps_block_reference`)."""
     pts = points.astype(np.float32)
     temp = [np.float32(1e10)] * len(pts)
     chosen, old = [0], 0
@@ -45,6 +48,55 @@ def fps_loop_reference(points: np.ndarray, m: int) -> list[int]:
         old = besti
         chosen.append(old)
     return chosen
+
+
+def fps_block_reference(points: np.ndarray, m: int) -> list[int]:
+    """The kernel's selection as it runs on the GPU, in numpy: one block of
+    ``T = min(2**floor(log2 N), 512)`` threads; thread ``t`` scans points ``t, t + T, ...`` and
+    keeps its first strict maximum (best starts at -1, index 0); then slots ``p`` and ``p + s``
+    are merged for ``s = T/2, ..., 1``, the higher value winning and slot ``p`` on ties. Float32
+    arithmetic without fused multiply-adds."""
+    pts = points.astype(np.float32)
+    n = len(pts)
+    threads = max(min(1 << int(np.log(n) / np.log(2.0)), 512), 1)
+    rows = -(-n // threads)
+    x, y, z = pts.T
+    eligible = (x * x + y * y + z * z).astype(np.float64) > 1e-3
+    temp = np.full(n, 1e10, dtype=np.float32)
+    chosen, old = [0], 0
+    for _ in range(1, m):
+        x1, y1, z1 = pts[old]
+        d = (x - x1) * (x - x1) + (y - y1) * (y - y1) + (z - z1) * (z - z1)
+        temp = np.where(eligible, np.minimum(d, temp), temp)
+        grid = np.full(rows * threads, -np.inf, dtype=np.float64)
+        grid[:n] = np.where(eligible, temp, -np.inf)
+        grid = grid.reshape(rows, threads)  # grid[i, t] is point i * T + t, scanned by thread t
+        first = grid.argmax(axis=0)  # the first maximum of each thread
+        best = grid[first, np.arange(threads)]
+        besti = np.where(best > -1, first * threads + np.arange(threads), 0)
+        best = np.maximum(best, -1.0)
+        step = threads // 2
+        while step >= 1:
+            take = best[step:2 * step] > best[:step]
+            besti[:step] = np.where(take, besti[step:2 * step], besti[:step])
+            best[:step] = np.maximum(best[:step], best[step:2 * step])
+            step //= 2
+        old = int(besti[0])
+        chosen.append(old)
+    return chosen
+
+
+def is_farthest_point_sequence(points: np.ndarray, picks: list[int]) -> bool:
+    """Each pick after the first is at the largest distance from the earlier picks (eligible
+    points only, float32 like the kernel): a valid FPS path, whichever way ties went."""
+    pts = points.astype(np.float32)
+    eligible = (pts ** 2).sum(-1).astype(np.float64) > 1e-3
+    nearest = np.full(len(pts), np.inf, dtype=np.float32)
+    for prev, pick in zip(picks, picks[1:]):
+        nearest = np.minimum(nearest, ((pts - pts[prev]) ** 2).sum(-1))
+        if not eligible[pick] or nearest[pick] < nearest[eligible].max():
+            return False
+    return True
 
 
 def fps_cases() -> list[np.ndarray]:
@@ -87,6 +139,46 @@ def test_fps_is_batched_and_keeps_the_kernel_quirks():
     assert farthest_point_sample(cluster, 2, min_squared_norm=None)[0, 1].item() in (10, 30)
     with pytest.raises(ValueError, match="npoint"):
         farthest_point_sample(batch, 41)
+
+
+def test_fps_equals_the_kernels_block_reduction_when_nothing_ties():
+    """Without ties the kernel's parallel selection, the sequential loop and the port agree,
+    from tiny clouds (few threads) to Uni3D's 10,000 points and 512 groups (512 threads)."""
+    rng = np.random.default_rng(7)
+    no_ties = [c for i, c in enumerate(fps_cases()) if i not in (3, 4)]
+    for cloud in [*no_ties, rng.normal(size=(5, 3)), rng.normal(size=(1000, 3))]:
+        for m in (1, 5, min(64, len(cloud))):
+            got = farthest_point_sample(torch.from_numpy(cloud).float()[None], m)[0].tolist()
+            assert got == fps_block_reference(cloud, m) == fps_loop_reference(cloud, m), m
+    big = rng.normal(size=(10_000, 3))
+    got = farthest_point_sample(torch.from_numpy(big).float()[None], 512)[0].tolist()
+    assert got == fps_block_reference(big, 512)
+
+
+def test_fps_ties_break_differently_but_stay_valid():
+    """Exact ties: the port takes the lowest index, the kernel its reduction's winner. The
+    indices then differ, yet both paths are valid FPS; copies of one position give the same
+    coordinates; and past the last distinct position both repeat index 0."""
+    small = np.array([[0, 0, 1], [1, 0, 0], [1, 0, 0], [0, 1, 0]], dtype=np.float32)
+    assert farthest_point_sample(torch.from_numpy(small)[None], 4)[0].tolist() == [0, 1, 3, 0]
+    assert fps_block_reference(small, 4) == [0, 2, 3, 0]  # the docs' example
+    grid = fps_cases()[4]  # a 4 x 4 x 4 grid
+    duplicates = np.tile(np.random.default_rng(5).normal(size=(10, 3)), (4, 1))  # i, i+10, ...
+    port = farthest_point_sample(torch.from_numpy(duplicates).float()[None], 40)[0].tolist()
+    kernel = fps_block_reference(duplicates, 40)
+    assert port[:10] != kernel[:10]  # different copies were picked ...
+    np.testing.assert_array_equal(duplicates[port], duplicates[kernel])  # ... of the same points
+    assert len(set(port[:10])) == len(set(kernel[:10])) == 10  # every position exactly once
+    assert len({tuple(p) for p in duplicates[port[:10]]}) == 10
+    assert port[10:] == kernel[10:] == [0] * 30  # nothing left at a positive distance
+    assert is_farthest_point_sequence(duplicates, port)
+    assert is_farthest_point_sequence(duplicates, kernel)
+
+    port = farthest_point_sample(torch.from_numpy(grid).float()[None], 40)[0].tolist()
+    kernel = fps_block_reference(grid, 40)
+    assert port != kernel  # the grid's ties send the two along different paths
+    assert is_farthest_point_sequence(grid, port) and is_farthest_point_sequence(grid, kernel)
+    assert len(set(port)) == len(set(kernel)) == 40  # distinct while distances stay positive
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

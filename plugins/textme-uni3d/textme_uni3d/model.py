@@ -17,7 +17,9 @@ from their behaviour:
 
 Upstream's FPS is the compiled ``pointnet2_ops`` CUDA kernel; :func:`farthest_point_sample`
 reproduces it in torch (CPU and CUDA): first index 0, squared distances in float32, and the
-kernel's quirk of never picking points within ``sqrt(1e-3)`` of the origin.
+kernel's quirk of never picking points within ``sqrt(1e-3)`` of the origin. It returns the
+kernel's indices whenever each step's farthest point is unique; exact ties (duplicated or grid
+points) are broken differently, as its docstring states.
 """
 
 from __future__ import annotations
@@ -48,13 +50,34 @@ FPS_MIN_SQUARED_NORM = 1e-3
 
 def farthest_point_sample(xyz: torch.Tensor, npoint: int,
                           min_squared_norm: float | None = FPS_MIN_SQUARED_NORM) -> torch.Tensor:
-    """Indices of ``npoint`` farthest-point samples per cloud, as pointnet2_ops computes them.
+    """Indices of ``npoint`` farthest-point samples per cloud, selected as pointnet2_ops'
+    ``furthest_point_sample`` CUDA kernel selects them, except on ties (below).
 
     Vectorised over the batch and the points; the ``npoint`` steps are sequential by nature.
-    Matches ``pointnet2_utils.furthest_point_sample``: the first sample is index 0; each next
-    sample is the point whose squared distance (float32) to the nearest already-chosen sample is
-    largest, the lowest index on ties; points with squared norm ``<= 1e-3`` are never chosen
-    (except index 0). Works on any device.
+    Works on any device. The first sample is index 0; each next sample is a point whose float32
+    squared distance to the nearest already-chosen sample is largest; points with squared norm
+    ``<= 1e-3`` are never chosen (except index 0), as in the kernel.
+
+    Equality with the kernel. The indices are the kernel's whenever, at every step, a single
+    point has the largest distance (random real-valued clouds). When several points share it
+    exactly (duplicated points, grids, symmetric shapes) the two pick different ones:
+
+    * here: the **lowest index** among them;
+    * the kernel: the winner of its block reduction. With ``T = min(2**floor(log2(N)), 512)``
+      threads, thread ``t`` scans points ``t, t + T, t + 2T, ...`` keeping the first of its
+      maxima, then a pairwise tree reduction keeps the lower slot on ties; so among the tied
+      threads the one whose id has the smallest bit-reversed value wins (thread 0 first, even
+      ids before odd ones), which is generally not the lowest point index.
+
+    Both choices are equally far, so both sequences are valid farthest-point samplings. If the
+    tied points are copies of one position the chosen coordinates are the same (and so are
+    :class:`Group`'s centres and patches); if they are different positions (a grid) the later
+    samples may take another, equally valid, path. The kernel is built with nvcc's default
+    ``--fmad=true``, so its distances may also be rounded differently in the last bit, and two
+    candidates within one rounding of each other may then be ordered differently. Once every
+    distinct eligible position has been chosen all remaining distances are 0, and the remaining
+    samples repeat one point: the lowest eligible index here, index 0 (when eligible) in the
+    kernel too; indices repeat whenever ``npoint`` exceeds the number of distinct positions.
 
     Args:
         xyz: ``[B, N, 3]`` coordinates.
