@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
+import textme_sdk as tm
 from typer.testing import CliRunner
 
 from gapworld import descriptions, modal_samples
@@ -51,7 +51,7 @@ def test_read_texts_reads_parquet_columns(tmp_path):
     # the first known column name wins; missing values are dropped
     assert read_texts(path) == ["a dog barks", "a cat sleeps", "rain on a roof"]
     assert read_texts(path, column="notes", limit=2) == ["x", "y"]
-    with pytest.raises(typer.BadParameter, match="no text column"):
+    with pytest.raises(tm.InvalidInputError, match="no text column"):
         read_texts(write_parquet(tmp_path / "ids.parquet", {"id": [1, 2]}))
 
 
