@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import InvalidEmbeddingError
@@ -80,8 +81,31 @@ class EmbeddingCache:
     def __contains__(self, key: str) -> bool:
         return self.path(key).exists()
 
-    def load(self, key: str) -> torch.Tensor:
-        return load_file(str(self.path(key)))["embeddings"]
+    def load(self, key: str, rows: int | None = None) -> torch.Tensor:
+        """The entry ``key``; with ``rows``, it must hold that many rows.
+
+        Raises:
+            InvalidEmbeddingError: the file is damaged, or holds the wrong number of rows or
+                non-finite values (the message names the file; deleting it recomputes it).
+        """
+        entry = _read(self.path(key), rows)
+        if isinstance(entry, str):
+            raise InvalidEmbeddingError(
+                f"the embedding cache entry {self.path(key)} is unusable ({entry}); delete it "
+                "and it is recomputed on the next run")
+        return entry
+
+    def _load_or_discard(self, path: Path, rows: int) -> torch.Tensor | None:
+        """A valid entry at ``path``, or ``None`` after removing a damaged one (recomputed)."""
+        if not path.exists():
+            return None
+        entry = _read(path, rows)
+        if isinstance(entry, str):
+            logger.warning("embedding cache entry %s is unusable (%s); it is removed and "
+                           "recomputed", path, entry)
+            path.unlink(missing_ok=True)
+            return None
+        return entry
 
     def get_or_compute(
         self,
@@ -114,9 +138,12 @@ class EmbeddingCache:
             raise ValueError("a sharded extraction (world_size > 1) needs a barrier callable")
         key = content_key(model, texts)
         final = self.path(key)
-        if final.exists():
+        hit = self._load_or_discard(final, len(texts)) if rank == 0 or world_size == 1 else None
+        if hit is not None:
             logger.info("embedding cache hit %s (%d texts)", key[:12], len(texts))
-            return self.load(key)
+            return hit
+        if world_size > 1 and rank > 0 and final.exists():
+            return self.load(key, len(texts))
         parts = self.root / f"{key}.partial-{chunk_size}"
         parts.mkdir(parents=True, exist_ok=True)
         n_chunks = max(1, -(-len(texts) // chunk_size))
@@ -131,9 +158,8 @@ class EmbeddingCache:
         for c in mine:
             part = parts / f"{c:06d}.safetensors"
             sub = texts[c * chunk_size : (c + 1) * chunk_size]
-            if part.exists():
-                emb = load_file(str(part))["embeddings"]
-            else:
+            emb = self._load_or_discard(part, len(sub))
+            if emb is None:
                 emb = compute(sub).detach().to("cpu", self.dtype)
                 if emb.shape[0] != len(sub) or not torch.isfinite(emb).all():
                     raise InvalidEmbeddingError(
@@ -149,11 +175,19 @@ class EmbeddingCache:
             for c in range(n_chunks):
                 if c not in chunks:
                     part = parts / f"{c:06d}.safetensors"
-                    if not part.exists():
+                    sub = texts[c * chunk_size : (c + 1) * chunk_size]
+                    emb = self._load_or_discard(part, len(sub))
+                    if emb is None:
                         raise InvalidEmbeddingError(
-                            f"chunk {c} of {key[:12]} is missing after every rank finished; are all "
-                            f"ranks writing to the same cache folder ({self.root})?")
-                    chunks[c] = load_file(str(part))["embeddings"]
+                            f"chunk {c} of {key[:12]} is missing or damaged after every rank "
+                            f"finished; are all ranks writing to the same cache folder "
+                            f"({self.root})? Rerun to recompute it")
+                    chunks[c] = emb
+            dims = {chunks[c].shape[1] for c in range(n_chunks)}
+            if len(dims) != 1:
+                raise InvalidEmbeddingError(
+                    f"the chunks of {key[:12]} have different widths {sorted(dims)}; delete "
+                    f"{parts} and rerun")
             out = torch.cat([chunks[c] for c in range(n_chunks)])
             meta = {"model": json.dumps(model, sort_keys=True, default=str), "count": str(len(texts))}
             atomic_save({"embeddings": out}, final, metadata=meta)
@@ -162,4 +196,17 @@ class EmbeddingCache:
         if rank == 0:
             shutil.rmtree(parts, ignore_errors=True)
             return out
-        return self.load(key)
+        return self.load(key, len(texts))
+
+
+def _read(path: Path, rows: int | None) -> torch.Tensor | str:
+    """The ``embeddings`` matrix of a cache file, or why it cannot be used."""
+    try:
+        emb = load_file(str(path))["embeddings"]
+    except (SafetensorError, OSError, KeyError, ValueError) as exc:
+        return f"damaged: {type(exc).__name__}: {exc}"
+    if emb.ndim != 2 or (rows is not None and emb.shape[0] != rows):
+        return f"shape {tuple(emb.shape)}, expected {rows} rows"
+    if not torch.isfinite(emb).all():
+        return "non-finite values"
+    return emb
