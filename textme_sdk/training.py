@@ -167,5 +167,5 @@ def train_projector(
     y = anchor_embeddings(anchor, texts, "document", cache, show_progress_bar=show_progress_bar)
     result: TrainResult = fit_projector(x, y, config, checkpoint_dir, resume, show_progress_bar)
     projector = result.projector
-    projector.training_result = result  # type: ignore[attr-defined]
+    projector.training_result = result
     return projector
