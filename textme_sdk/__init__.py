@@ -39,6 +39,7 @@ from .errors import (
     UnknownModalityError,
     UnknownPluginError,
 )
+from .errors import BundleWriteError, NonFiniteWeightsError, OutputExistsError
 from .hookspecs import hookimpl
 from .model import TextME
 from .plugins import (
@@ -95,4 +96,7 @@ __all__ = [
     "BundleIntegrityError",
     "MissingFileError",
     "TrainingInterrupted",
+    "OutputExistsError",
+    "BundleWriteError",
+    "NonFiniteWeightsError",
 ]

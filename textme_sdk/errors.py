@@ -95,3 +95,18 @@ class TrainingInterrupted(TextMEError):
         super().__init__(message)
         self.checkpoint_dir = checkpoint_dir
         self.step = step
+
+
+class OutputExistsError(BundleError, FileExistsError):
+    """``save_pretrained``'s target exists and is not a textme bundle: it is never replaced."""
+
+
+class BundleWriteError(BundleError, OSError):
+    """Writing a bundle failed (disk full, no permission); the previous bundle is unchanged."""
+
+
+class NonFiniteWeightsError(BundleFormatError):
+    """A projector or offsets hold NaN/inf values: they are neither saved, loaded nor used."""
+
+
+__all__ += ["OutputExistsError", "BundleWriteError", "NonFiniteWeightsError"]
