@@ -162,8 +162,7 @@ class TextME:
             entry = self.entry(modality)
             raw = entry.encoder.encode_modal(items, batch_size, show_progress_bar)
             out = self._project(entry, entry.offsets.centre_modal(raw) if use_offsets else raw)
-        _check_finite_rows(out, f"embedding the {modality!r} inputs",
-                           "check the inputs at those positions")
+        _check_finite_rows(out, f"the {modality!r} embeddings", "check the inputs at those positions")
         if single:
             out = out[0]
         return out if convert_to_tensor else out.numpy()
@@ -256,8 +255,8 @@ class TextME:
                 f"cannot compare {ta.shape[-1]}-d with {tb.shape[-1]}-d embeddings; embed both "
                 "with the same model"
             )
-        _check_finite_rows(ta, "a, passed to similarity(),", "drop or recompute those rows")
-        _check_finite_rows(tb, "b, passed to similarity(),", "drop or recompute those rows")
+        _check_finite_rows(ta, "argument a of similarity()", "drop or recompute those rows")
+        _check_finite_rows(tb, "argument b of similarity()", "drop or recompute those rows")
         sim = F.normalize(ta, dim=-1) @ F.normalize(tb, dim=-1).T
         return sim if isinstance(a, torch.Tensor) else sim.numpy()
 

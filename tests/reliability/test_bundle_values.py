@@ -114,7 +114,7 @@ def test_non_finite_parts_are_refused_when_added(gapdemo, minilm):
     (np.ones((2, 3, 4)), np.ones((1, 4)), tm.InvalidInputError, r"1-D or 2-D.*a of shape \(2, 3, 4\)"),
     (np.ones((2, 4)), np.float32(1.0), tm.InvalidInputError, r"b of shape \(\)"),
     (np.array([[1.0, NAN], [1.0, 0.0]]), np.ones((1, 2)), tm.InvalidEmbeddingError, r"first: \[0\]"),
-    (np.ones((1, 2)), np.array([INF, 1.0]), tm.InvalidEmbeddingError, "b, passed to similarity"),
+    (np.ones((1, 2)), np.array([INF, 1.0]), tm.InvalidEmbeddingError, "argument b of similarity"),
     (["x", "y"], np.ones((1, 2)), tm.InvalidInputError, "numeric arrays"),
     (np.ones((1, 3)), np.ones((1, 2)), tm.DimensionMismatchError, "same model"),
 ])
