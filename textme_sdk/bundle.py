@@ -373,18 +373,17 @@ def _sibling_prefix(name: str) -> str:
 
 
 def _leftovers(dest: Path) -> list[tuple[str, Path]]:
-    marker = f"{_sibling_prefix(dest.name)}.textme-"
+    pattern = re.compile(rf"{re.escape(_sibling_prefix(dest.name))}\.textme-({'|'.join(_STATES)})"
+                         r"-[a-z0-9_]{8}")
     found = []
     try:
         entries = list(os.scandir(dest.parent))
     except OSError:
         return []
     for e in entries:
-        if not e.name.startswith(marker) or not e.is_dir(follow_symlinks=False):
-            continue
-        state = e.name[len(marker):].split("-", 1)[0]
-        if state in _STATES:
-            found.append((state, Path(e.path)))
+        match = pattern.fullmatch(e.name)
+        if match and e.is_dir(follow_symlinks=False):
+            found.append((match.group(1), Path(e.path)))
     return found
 
 
@@ -454,8 +453,20 @@ def _remove(path: Path, dest: Path) -> bool:
             os.rename(path, doomed)
         shutil.rmtree(doomed)
         return True
+    except FileNotFoundError:  # removed meanwhile by another process
+        return False
     finally:
         _unlock(fd)
+
+
+def _vacant(dest: Path) -> bool:
+    """Whether a complete copy may be renamed to ``dest``: missing, or an empty folder."""
+    if not os.path.lexists(dest):
+        return True
+    try:
+        return dest.is_dir() and not dest.is_symlink() and not os.listdir(dest)
+    except OSError:
+        return False
 
 
 def recover_interrupted_save(path: str | os.PathLike) -> list[str]:
@@ -479,38 +490,38 @@ def recover_interrupted_save(path: str | os.PathLike) -> list[str]:
         legacy = _legacy_leftovers(dest)
         if not found and not legacy:
             return actions
-        if not os.path.lexists(dest):
-            for state in ("new", "old"):
-                for cand in sorted((p for s, p in found if s == state), key=_mtime, reverse=True):
-                    fd = _lock_dir(cand)
-                    if fd is None:
-                        continue
-                    try:
-                        os.rename(cand, dest)
-                    except OSError:
-                        continue
-                    finally:
-                        _unlock(fd)
-                    actions.append(f"restored {dest} from the {state} copy {cand.name}")
-                    break
-                if os.path.lexists(dest):
-                    break
-        if not os.path.lexists(dest):
-            newer_first = sorted(legacy, key=lambda p: (".old." in p.name, -_mtime(p)))
-            for cand in newer_first:
-                if _verified_bundle(cand):
-                    os.rename(cand, dest)
-                    actions.append(f"restored {dest} from {cand.name}")
-                    break
+        restored = False
+        for state in ("new", "old"):
+            cands = sorted((p for s, p in found if s == state), key=_mtime, reverse=True)
+            for cand in cands if _vacant(dest) else ():
+                fd = _lock_dir(cand)
+                if fd is None:
+                    continue
+                try:
+                    os.rename(cand, dest)  # also onto an empty folder
+                    restored = True
+                except OSError:
+                    continue
+                finally:
+                    _unlock(fd)
+                actions.append(f"restored {dest} from the {state} copy {cand.name}")
+                break
+        newer_first = sorted(legacy, key=lambda p: (".old." in p.name, -_mtime(p)))
+        for cand in newer_first if not restored and _vacant(dest) else ():
+            if _verified_bundle(cand):
+                os.rename(cand, dest)
+                actions.append(f"restored {dest} from {cand.name}")
+                break
+        has_bundle = _bundle_config_or_none(dest) is not None
         for state, leftover in found:
             if not leftover.exists():
                 continue
-            if state in ("new", "old") and not os.path.lexists(dest):
-                continue  # the only copies there are: keep them
+            if state in ("new", "old") and not has_bundle:
+                continue  # complete copies, and no bundle at the path: keep them
             if _remove(leftover, dest):
                 actions.append(f"removed {leftover.name}")
         for leftover in legacy:
-            if not leftover.exists() or not os.path.lexists(dest):
+            if not leftover.exists() or not has_bundle:
                 continue
             if _only_bundle_files(leftover):
                 shutil.rmtree(leftover)
@@ -704,8 +715,8 @@ def _install(tmp: Path, dest: Path, replace: bool) -> Path | None:
     old_lock = _lock_dir(dest)
     if old_lock is None:
         raise BundleWriteError(f"another process is saving to {dest}; try again when it is done")
+    new = _sibling(dest, "new")
     try:
-        new = _sibling(dest, "new")
         os.rename(tmp, new)  # complete: from here on it may be restored
         old = _sibling(dest, "old")
         os.rename(dest, old)
@@ -714,6 +725,10 @@ def _install(tmp: Path, dest: Path, replace: bool) -> Path | None:
         except OSError:
             os.rename(old, dest)
             raise
+    except OSError:
+        if os.path.isdir(new) and _bundle_config_or_none(dest) is not None:
+            shutil.rmtree(new, ignore_errors=True)  # the old bundle is back in place
+        raise
     finally:
         _unlock(old_lock)
     _fsync_dir(dest.parent)

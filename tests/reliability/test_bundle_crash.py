@@ -132,6 +132,27 @@ def test_a_missing_bundle_is_restored_from_the_newest_complete_copy(gapdemo, min
     assert sorted(os.listdir(tmp_path)) == ["b"]
 
 
+def test_complete_copies_are_never_removed_without_a_bundle_at_the_path(gapdemo, minilm, tmp_path):
+    new = _bundle_at(minilm, tmp_path / "new-copy", seed=2)
+    want = tree(new)
+    os.rename(new, tmp_path / ".b.textme-new-00000002")
+    (tmp_path / "b").mkdir()  # an empty folder where the bundle was: filled from the copy
+    bundle_mod.recover_interrupted_save(tmp_path / "b")
+    assert tree(tmp_path / "b") == want and sorted(os.listdir(tmp_path)) == ["b"]
+    os.rename(tmp_path / "b", tmp_path / ".b.textme-old-00000003")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "mine.txt").write_text("x")  # something else at the path: keep everything
+    bundle_mod.recover_interrupted_save(tmp_path / "b")
+    assert sorted(os.listdir(tmp_path)) == [".b.textme-old-00000003", "b"]
+    # once the path is empty again the old copy fills it; the leftovers of a bundle named
+    # "b.textme-tmp-x" are not those of "b" and stay
+    (tmp_path / ".b.textme-tmp-x.textme-tmp-abcdefgh").mkdir()
+    (tmp_path / "b" / "mine.txt").unlink()
+    bundle_mod.recover_interrupted_save(tmp_path / "b")
+    assert tree(tmp_path / "b") == want
+    assert sorted(os.listdir(tmp_path)) == [".b.textme-tmp-x.textme-tmp-abcdefgh", "b"]
+
+
 def test_legacy_leftovers_are_restored_removed_or_kept(gapdemo, minilm, tmp_path, caplog):
     # textme-sdk 0.1 renamed the bundle to .NAME.old.XXXXXXXX, then the new one into place
     old = _bundle_at(minilm, tmp_path / ".b.old.abcd1234", seed=1)

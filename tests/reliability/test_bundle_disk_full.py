@@ -79,3 +79,23 @@ def test_a_really_full_disk(gapdemo_site, tmp_path):
     assert err and err["is_bundle_write_error"] and err["cause_errno"] == errno.ENOSPC, err
     assert "free disk space" in err["message"] and "is unchanged" in err["message"]
     assert out["intact"] and out["listing"] == ["b"] and out["loads"] == 1 and out["saved_again"]
+
+
+def test_a_failed_rename_without_the_atomic_swap_puts_the_old_bundle_back(bundle, tmp_path,
+                                                                          monkeypatch):
+    before = tree(bundle)
+    model = tm.TextME.from_pretrained(bundle)
+    monkeypatch.setattr(bundle_mod, "_exchange", lambda a, b: False)
+    rename = os.rename
+
+    def failing(src, dst):
+        if Path(dst) == bundle and ".textme-new-" in str(src):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return rename(src, dst)
+
+    monkeypatch.setattr(bundle_mod.os, "rename", failing)
+    with pytest.raises(tm.BundleWriteError, match="Input/output error; check the folder and the "
+                       "disk and save again; the previous bundle at .* is unchanged"):
+        model.save_pretrained(bundle)
+    assert tree(bundle) == before
+    assert sorted(os.listdir(tmp_path)) == ["b"]
