@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import shutil
@@ -51,14 +52,24 @@ def test_tampered_file_is_detected(model, tmp_path):
         tm.TextME.from_pretrained(path)
 
 
-def test_truncated_file_is_detected_even_without_hashes(model, tmp_path):
+def test_truncated_file_is_detected_even_when_its_hash_was_updated(model, tmp_path):
+    path = model.save_pretrained(tmp_path / "b")
+    mcfg_path = path / "modalities/gapdemo/config.json"
+    mcfg = json.loads(mcfg_path.read_text())
+    _weights(path).write_bytes(_weights(path).read_bytes()[:100])
+    mcfg["sha256"]["projector.safetensors"] = hashlib.sha256(_weights(path).read_bytes()).hexdigest()
+    mcfg_path.write_text(json.dumps(mcfg))
+    with pytest.raises(tm.BundleIntegrityError, match="not a valid safetensors"):
+        tm.TextME.from_pretrained(path)
+
+
+def test_missing_hashes_are_refused_not_skipped(model, tmp_path):
     path = model.save_pretrained(tmp_path / "b")
     mcfg_path = path / "modalities/gapdemo/config.json"
     mcfg = json.loads(mcfg_path.read_text())
     del mcfg["sha256"]
     mcfg_path.write_text(json.dumps(mcfg))
-    _weights(path).write_bytes(_weights(path).read_bytes()[:100])
-    with pytest.raises(tm.BundleIntegrityError, match="not a valid safetensors"):
+    with pytest.raises(tm.BundleFormatError, match="'sha256' must be an object"):
         tm.TextME.from_pretrained(path)
 
 

@@ -26,6 +26,9 @@ __all__ = [
     "TrainingInterrupted",
     "TrainingDivergedError",
     "TrainingCheckpointError",
+    "OutputExistsError",
+    "BundleWriteError",
+    "NonFiniteWeightsError",
 ]
 
 
@@ -130,3 +133,16 @@ class TrainingDivergedError(TextMEError, FloatingPointError):
 
 class TrainingCheckpointError(TextMEError, ValueError):
     """A training checkpoint is damaged, or belongs to another config or other data."""
+
+
+class OutputExistsError(BundleError, FileExistsError):
+    """``save_pretrained``'s target exists and is not a textme bundle: it is never replaced."""
+
+
+class BundleWriteError(BundleError, OSError):
+    """Writing a bundle failed (disk full, no permission); the previous bundle is unchanged."""
+
+
+class NonFiniteWeightsError(BundleFormatError):
+    """A projector or offsets hold NaN/inf values: they are neither saved, loaded nor used."""
+

@@ -18,11 +18,24 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .bundle import ModalityEntry, is_generated_card, load_entry_weights, read_config, save_bundle
+from .bundle import (
+    ModalityEntry,
+    check_modality_name,
+    is_generated_card,
+    load_entry_weights,
+    read_config,
+    recover_interrupted_save,
+    save_bundle,
+)
 from .encoders import AnchorModel, ModalityEncoder, Role, resolve_device
 from .engine.offsets import Offsets
 from .engine.projector import Projector
-from .errors import DimensionMismatchError, InvalidInputError, UnknownModalityError
+from .errors import (
+    DimensionMismatchError,
+    InvalidEmbeddingError,
+    InvalidInputError,
+    UnknownModalityError,
+)
 from .plugins import get_anchor, get_encoder
 
 logger = logging.getLogger(__name__)
@@ -39,6 +52,10 @@ class TextME:
         anchor: an :class:`AnchorModel` or the name of a registered anchor (default ``"minilm"``).
         device: where projectors (and encoders, when they load) run; ``None`` = CUDA if available.
 
+    Attributes:
+        source: the local folder the model was loaded from by :meth:`from_pretrained` (a Hub
+            cache snapshot for a repository id); ``None`` for a model built in memory.
+
     Example:
         >>> model = TextME("minilm")
         >>> model.add_modality(encoder, projector, offsets)           # doctest: +SKIP
@@ -51,6 +68,12 @@ class TextME:
         self.device = resolve_device(device)
         self.anchor.prefer_device(self.device)
         self._entries: dict[str, ModalityEntry] = {}
+        self.source: Path | None = None
+
+    @property
+    def bundle_path(self) -> Path | None:
+        """Read-only alias of :attr:`source`, the folder the model was loaded from."""
+        return self.source
 
     # ------------------------------------------------------------------------ composition
     @property
@@ -78,19 +101,23 @@ class TextME:
     ) -> "TextME":
         """Add (or replace) a modality; ``name`` defaults to ``encoder.modality``.
 
+        ``info`` is descriptive metadata kept with the modality: ``training`` (a training
+        summary; by default the projector's ``training_result``), ``offsets`` (where the
+        offsets came from) and any other keys (e.g. ``metrics`` for the model card). What a
+        bundle computes itself (projector shape, offset statistics, file hashes) is never taken
+        from ``info``, so passing a loaded entry's :attr:`~ModalityEntry.info` is safe.
+
         Raises:
+            InvalidInputError: a name that is not one safe path segment, or ``"text"``.
             DimensionMismatchError: encoder, offsets, projector and anchor dimensions disagree.
+            NonFiniteWeightsError: the projector or offsets hold NaN/inf.
         """
-        name = name or encoder.modality
-        if name == "text":
-            raise InvalidInputError("'text' is reserved for the anchor; name the modality otherwise")
-        info = dict(info or {})
-        result = getattr(projector, "training_result", None)
-        if result is not None and "training" not in info:
-            info["training"] = result.summary()
-        encoder.prefer_device(self.device)
-        entry = ModalityEntry(encoder, projector.to(self.device).eval(), offsets, info)
+        name = check_modality_name(encoder.modality if name is None else name)
+        entry = ModalityEntry.from_info(encoder, projector, offsets, info)
         entry.check(self.anchor.embedding_dim or None)
+        entry.check_finite(name)
+        encoder.prefer_device(self.device)
+        entry.projector = projector.to(self.device).eval()
         self._entries[name] = entry
         return self
 
@@ -135,6 +162,7 @@ class TextME:
             entry = self.entry(modality)
             raw = entry.encoder.encode_modal(items, batch_size, show_progress_bar)
             out = self._project(entry, entry.offsets.centre_modal(raw) if use_offsets else raw)
+        _check_finite_rows(out, f"the {modality!r} embeddings", "check the inputs at those positions")
         if single:
             out = out[0]
         return out if convert_to_tensor else out.numpy()
@@ -161,15 +189,22 @@ class TextME:
             modality: the bundle modality whose offsets and projector to use.
             branch: ``"modal"`` (centre with ``mu_modal``) or ``"text"`` (with ``mu_text``).
             use_offsets: centre before projecting (turn off only for ablations).
+
+        Raises:
+            InvalidInputError: not a numeric array, or an unknown ``branch``.
+            DimensionMismatchError: not of shape ``[N, d_m]``.
+            InvalidEmbeddingError: NaN/inf in ``embeddings`` (or in the result, when the
+                projector's weights were damaged in memory).
         """
         entry = self.entry(modality)
-        x = torch.as_tensor(embeddings, dtype=torch.float32)
+        x = _as_float_tensor(embeddings, "project()")
         if x.ndim != 2 or x.shape[1] != entry.offsets.dim:
             raise DimensionMismatchError(
                 f"modality {modality!r} projects {entry.offsets.dim}-d encoder embeddings, got "
                 f"shape {tuple(x.shape)}")
         if branch not in ("modal", "text"):
             raise InvalidInputError(f"branch must be 'modal' or 'text', got {branch!r}")
+        _check_finite_rows(x, "the embeddings passed to project()", "drop or recompute those rows")
         x = F.normalize(x, dim=-1)
         if use_offsets:
             x = entry.offsets.centre_modal(x) if branch == "modal" else entry.offsets.centre_text(x)
@@ -179,7 +214,10 @@ class TextME:
     def _project(self, entry: ModalityEntry, x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
         proj = entry.projector
         dev = next(proj.parameters()).device
-        return torch.cat([proj(b.to(dev)).float().cpu() for b in x.split(chunk)])
+        out = torch.cat([proj(b.to(dev)).float().cpu() for b in x.split(chunk)])
+        _check_finite_rows(out, f"the projector of {entry.encoder.name!r}",
+                           "its weights were changed in memory: reload or retrain it")
+        return out
 
     def to(self, device: str | torch.device) -> "TextME":
         """Move projectors (and loaded encoders) to ``device``."""
@@ -197,9 +235,19 @@ class TextME:
         """Cosine similarity matrix ``[len(a), len(b)]`` (1-D inputs are treated as one row).
 
         Returns the same kind (numpy or torch) as ``a``.
+
+        Raises:
+            InvalidInputError: an input that is not a 1-D or 2-D numeric array.
+            DimensionMismatchError: ``a`` and ``b`` have different widths.
+            InvalidEmbeddingError: NaN/inf in either input.
         """
-        ta = torch.as_tensor(a, dtype=torch.float32)
-        tb = torch.as_tensor(b, dtype=torch.float32)
+        ta = _as_float_tensor(a, "similarity()")
+        tb = _as_float_tensor(b, "similarity()")
+        for which, t in (("a", ta), ("b", tb)):
+            if t.ndim not in (1, 2):
+                raise InvalidInputError(
+                    f"similarity() compares 1-D or 2-D embeddings, got {which} of shape "
+                    f"{tuple(t.shape)}; reshape it to [N, d]")
         ta = ta.unsqueeze(0) if ta.ndim == 1 else ta
         tb = tb.unsqueeze(0) if tb.ndim == 1 else tb
         if ta.shape[-1] != tb.shape[-1]:
@@ -207,12 +255,25 @@ class TextME:
                 f"cannot compare {ta.shape[-1]}-d with {tb.shape[-1]}-d embeddings; embed both "
                 "with the same model"
             )
+        _check_finite_rows(ta, "argument a of similarity()", "drop or recompute those rows")
+        _check_finite_rows(tb, "argument b of similarity()", "drop or recompute those rows")
         sim = F.normalize(ta, dim=-1) @ F.normalize(tb, dim=-1).T
         return sim if isinstance(a, torch.Tensor) else sim.numpy()
 
     # ----------------------------------------------------------------------- persistence
     def save_pretrained(self, save_directory: str | os.PathLike, model_card: str | None = None) -> Path:
-        """Write the bundle (atomically) to ``save_directory``; returns the folder."""
+        """Write the bundle to ``save_directory`` crash-safely; returns the folder.
+
+        ``save_directory`` may be missing, an empty folder, or a folder holding a textme bundle
+        (replaced; a hand-written ``README.md`` and any other files you added to it are kept).
+        At every moment the folder holds the old or the new bundle, even if the process is
+        killed; the next save or load cleans up after an interrupted one.
+
+        Raises:
+            OutputExistsError: the folder exists and is not a textme bundle (nothing is changed).
+            NonFiniteWeightsError: a projector or offsets hold NaN/inf.
+            BundleWriteError: the disk is full or not writable (the previous bundle is unchanged).
+        """
         return save_bundle(save_directory, self.anchor, self._entries, model_card)
 
     @classmethod
@@ -244,6 +305,7 @@ class TextME:
             anchor: use this anchor object instead of rebuilding the bundle's (dims must match).
         """
         folder = Path(repo_or_dir)
+        recover_interrupted_save(folder)  # a save of this folder may have been killed
         if not folder.is_dir():
             folder = _download(str(repo_or_dir), modalities, revision, cache_dir, token, local_files_only)
         cfg = read_config(folder)
@@ -264,9 +326,11 @@ class TextME:
                 )
             m = cfg["modalities"][name]
             encoder = get_encoder(m["plugin"], **m.get("encoder", {}))
-            projector, offsets, info = load_entry_weights(folder, m["path"])
+            projector, offsets, info = load_entry_weights(
+                folder, m["path"], expected_in=m.get("embedding_dim"),
+                expected_out=cfg["anchor"].get("embedding_dim") or None)
             model.add_modality(encoder, projector, offsets, name=name, info=info)
-        model.bundle_path = folder  # type: ignore[attr-defined]
+        model.source = folder
         return model
 
     def push_to_hub(
@@ -301,6 +365,25 @@ class TextME:
     def __repr__(self) -> str:
         mods = ", ".join(f"{k}={e.encoder.name}" for k, e in self._entries.items())
         return f"TextME(anchor={self.anchor.name!r}, modalities=[{mods}])"
+
+
+def _as_float_tensor(x: Any, who: str) -> torch.Tensor:
+    try:
+        return torch.as_tensor(x, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InvalidInputError(f"{who} takes numeric arrays or tensors, got "
+                                f"{type(x).__name__} ({reason})") from None
+
+
+def _check_finite_rows(x: torch.Tensor, what: str, fix: str) -> None:
+    """Raise :class:`InvalidEmbeddingError` naming the rows of ``x`` that hold NaN/inf."""
+    bad = ~torch.isfinite(x)
+    if not bad.any():
+        return
+    rows = (bad.reshape(bad.shape[0], -1).any(dim=1) if bad.ndim > 1 else bad).nonzero().flatten()
+    raise InvalidEmbeddingError(f"NaN/inf values in {what}: {len(rows)} of {x.shape[0]} rows "
+                                f"(first: {rows[:5].tolist()}); {fix}")
 
 
 def _download(repo_id: str, modalities, revision, cache_dir, token, local_files_only) -> Path:

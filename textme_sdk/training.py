@@ -173,5 +173,5 @@ def train_projector(
     result: TrainResult = fit_projector(x, y, config, checkpoint_dir, resume, show_progress_bar,
                                         loss_fn=loss_fn, fingerprint=fingerprint)
     projector = result.projector
-    projector.training_result = result  # type: ignore[attr-defined]
+    projector.training_result = result
     return projector

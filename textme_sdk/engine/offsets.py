@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import DimensionMismatchError, EmptyInputError, InvalidEmbeddingError
+from ..errors import DimensionMismatchError, EmptyInputError, InvalidEmbeddingError, InvalidInputError
 
 __all__ = ["StreamingMean", "Offsets"]
 
@@ -72,6 +72,11 @@ class Offsets:
         mu_modal: mean normalised modal embedding ``[d_m]`` (float32).
         n_text, n_modal: how many samples each centroid was estimated from.
         se_text, se_modal: standard errors of the two estimates (``nan`` when unknown).
+
+    Raises:
+        DimensionMismatchError: the two centroids differ in size.
+        InvalidEmbeddingError: a centroid holds NaN/inf (offsets are always finite).
+        InvalidInputError: a negative sample count.
     """
 
     mu_text: torch.Tensor
@@ -88,6 +93,14 @@ class Offsets:
             raise DimensionMismatchError(
                 f"mu_text has {self.mu_text.numel()} dims but mu_modal has {self.mu_modal.numel()}"
             )
+        for what, mu in (("mu_text", self.mu_text), ("mu_modal", self.mu_modal)):
+            if not torch.isfinite(mu).all():
+                raise InvalidEmbeddingError(
+                    f"{what} holds NaN/inf values; recompute the offsets with compute_offsets "
+                    "from finite embeddings")
+        if self.n_text < 0 or self.n_modal < 0:
+            raise InvalidInputError(f"sample counts must be >= 0, got n_text={self.n_text}, "
+                                    f"n_modal={self.n_modal}")
 
     @property
     def dim(self) -> int:
