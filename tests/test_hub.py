@@ -76,8 +76,9 @@ def test_offline_mode_is_honoured(fake_hub, two_modal_model, monkeypatch, tmp_pa
     n = len(fake_hub.requests)
     assert tm.TextME.from_pretrained("org/bundle", cache_dir=tmp_path / "c").modalities == ["a", "b"]
     assert len(fake_hub.requests) == n  # served from the cache
-    with pytest.raises(LocalEntryNotFoundError):
+    with pytest.raises(tm.MissingFileError, match="not in the local Hugging Face cache") as info:
         tm.TextME.from_pretrained("org/never-downloaded", cache_dir=tmp_path / "c")
+    assert isinstance(info.value.__cause__, LocalEntryNotFoundError)
     assert tm.TextME.from_pretrained("org/bundle", cache_dir=tmp_path / "c",
                                      local_files_only=True).modalities == ["a", "b"]
 
@@ -85,5 +86,18 @@ def test_offline_mode_is_honoured(fake_hub, two_modal_model, monkeypatch, tmp_pa
 def test_unknown_repo(fake_hub):
     from huggingface_hub.errors import RepositoryNotFoundError
 
-    with pytest.raises(RepositoryNotFoundError):
+    with pytest.raises(tm.MissingFileError, match="no bundle 'org/missing'") as info:
         tm.TextME.from_pretrained("org/missing")
+    assert isinstance(info.value.__cause__, RepositoryNotFoundError)
+
+
+def test_local_paths_that_are_not_bundles_never_reach_the_hub(fake_hub, tmp_path):
+    n = len(fake_hub.requests)
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(tm.MissingFileError, match="is a file, not a bundle folder"):
+        tm.TextME.from_pretrained(tmp_path / "file.txt")
+    with pytest.raises(tm.MissingFileError, match="no bundle folder at"):
+        tm.TextME.from_pretrained(tmp_path / "nowhere" / "bundle")
+    with pytest.raises(tm.InvalidInputError, match="neither a bundle folder nor a Hub repository"):
+        tm.TextME.from_pretrained("bad id with spaces")
+    assert len(fake_hub.requests) == n

@@ -8,6 +8,7 @@ to the anchor embedding of its description; text goes through the anchor directl
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 import os
 import tempfile
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from .errors import (
     DimensionMismatchError,
     InvalidEmbeddingError,
     InvalidInputError,
+    MissingFileError,
     UnknownModalityError,
 )
 from .plugins import get_anchor, get_encoder
@@ -390,12 +392,56 @@ def _download(repo_id: str, modalities, revision, cache_dir, token, local_files_
     """Fetch config.json, then only the files of the requested modalities."""
     from huggingface_hub import snapshot_download
 
+    _refuse_missing_local_path(repo_id)
     common = dict(revision=revision, cache_dir=cache_dir, token=token,
                   local_files_only=local_files_only)
-    folder = Path(snapshot_download(repo_id, allow_patterns=["config.json", "README.md"], **common))
+    with _hub_errors(repo_id):
+        folder = Path(snapshot_download(repo_id, allow_patterns=["config.json", "README.md"],
+                                        **common))
     cfg = read_config(folder)
     names = list(cfg["modalities"]) if modalities is None else list(modalities)
     patterns = ["config.json", "README.md"] + [
         f"{cfg['modalities'][n]['path']}/*" for n in names if n in cfg["modalities"]
     ]
-    return Path(snapshot_download(repo_id, allow_patterns=patterns, **common))
+    with _hub_errors(repo_id):
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, **common))
+
+
+def _refuse_missing_local_path(name: str) -> None:
+    """A name that can only be a local path (and is no folder) gets a typed error, not a Hub call."""
+    path = Path(name).expanduser()
+    if path.exists():
+        raise MissingFileError(f"{name} is a file, not a bundle folder; pass the bundle's folder "
+                               "(the one holding config.json)")
+    if path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1 or "\\" in name:
+        raise MissingFileError(f"no bundle folder at {name}: check the path (a Hub repository "
+                               "is named 'org/name')")
+
+
+@contextmanager
+def _hub_errors(repo_id: str):
+    """Hub failures as typed errors naming the repository and the fix."""
+    from huggingface_hub.errors import (
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        yield
+    except HFValidationError as exc:
+        raise InvalidInputError(f"{repo_id!r} is neither a bundle folder nor a Hub repository id "
+                                f"('org/name'): {exc}") from exc
+    except LocalEntryNotFoundError as exc:
+        raise MissingFileError(
+            f"no bundle folder {repo_id!r} here, and it is not in the local Hugging Face cache "
+            "while the Hub cannot be reached "
+            "(offline, or HF_HUB_OFFLINE=1): download it once with network access, or pass a "
+            "local bundle folder") from exc
+    except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
+        raise MissingFileError(f"no bundle {repo_id!r} (or that revision) on the Hub, or it is "
+                               "private: check the name, or pass token=...") from exc
+    except OSError as exc:  # network errors of huggingface_hub / requests
+        raise MissingFileError(f"could not download {repo_id!r} from the Hub "
+                               f"({type(exc).__name__}: {exc}); check the connection") from exc

@@ -312,8 +312,11 @@ def train_cmd(
 ) -> None:
     """Compute offsets, train a projector on text only, and write (or extend) a bundle."""
     import textme_sdk as tm
+    from textme_sdk.bundle import check_modality_name
 
     # everything that can be checked is checked before any model loads
+    if name is not None:
+        check_modality_name(name)
     cfg = tm.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                          hidden_dim=hidden_dim, input_noise=input_noise)
     extend = check_bundle_out(out)
@@ -325,8 +328,7 @@ def train_cmd(
         raise InvalidInputError(f"--inputs {inputs} does not exist")
     corpus = read_texts(texts, text_column)
     enc = tm.get_encoder(encoder, **parse_kv(encoder_arg))
-    modality = name or enc.modality
-    check_modality_name(modality)
+    modality = check_modality_name(name or enc.modality)
     model = (tm.TextME.from_pretrained(out) if extend
              else tm.TextME(tm.get_anchor(anchor, **parse_kv(anchor_arg))))
     try:
@@ -350,17 +352,6 @@ def train_cmd(
     s = projector.training_result.summary()
     console.print(f"trained [bold]{modality}[/bold] in {s['seconds']}s "
                   f"(best epoch {s['best_epoch']}, held-out R@1 {s['best_val_r1']}) -> {out}")
-
-
-def check_modality_name(name: str) -> None:
-    """A modality name is one safe path segment of a bundle (checked before any work)."""
-    import re
-
-    if name == "text" or name in (".", "..") or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-                                                                 name):
-        raise InvalidInputError(
-            f"--name {name!r} is not a valid modality name: use letters, digits, '_', '-' and "
-            "'.', starting with a letter or digit ('text' is reserved)")
 
 
 @app.command("embed")
