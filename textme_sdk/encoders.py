@@ -659,7 +659,8 @@ class ModalityEncoder(_Lazy):
                     parts.append(self.encode_modal([item], 1, show_progress_bar=False))
                     kept.append(i)
                 except _SKIPPABLE as exc:
-                    skipped.append((i, str(exc)))
+                    cause = exc.__cause__  # the plugin's own error, without our batch framing
+                    skipped.append((i, f"{type(cause).__name__}: {cause}" if cause else str(exc)))
         if skipped:
             shown = "; ".join(f"{i}: {why}" for i, why in skipped[:3])
             logger.warning("%s: skipped %d of %d inputs that could not be read (%s%s)",

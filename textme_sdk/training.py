@@ -24,7 +24,7 @@ from .engine.cache import EmbeddingCache, content_key
 from .engine.offsets import Offsets, StreamingMean
 from .engine.projector import Projector
 from .engine.trainer import TrainConfig, TrainResult, fit_projector
-from .errors import DimensionMismatchError, EmptyInputError
+from .errors import DimensionMismatchError, EmptyInputError, InvalidInputError
 from .extraction import cache_key
 from .plugins import get_loss
 
@@ -45,6 +45,7 @@ def compute_offsets(
     inputs: Iterable[Any],
     batch_size: int = 64,
     show_progress_bar: bool | None = None,
+    on_error: str = "raise",
 ) -> Offsets:
     """Estimate ``mu_text`` and ``mu_modal`` of ``encoder`` from unpaired samples.
 
@@ -58,6 +59,9 @@ def compute_offsets(
         inputs: modal inputs of the kind ``encoder.input_spec`` describes.
         batch_size: inputs per encoder call.
         show_progress_bar: forwarded to the encoder.
+        on_error: ``"raise"`` (default) stops at the first unreadable modal input;
+            ``"skip"`` leaves unreadable inputs out of ``mu_modal`` (a warning names them) and
+            lists them in the returned ``Offsets.skipped``.
 
     Raises:
         EmptyInputError: no texts or no modal inputs. There is no fallback: a modal centroid
@@ -67,9 +71,20 @@ def compute_offsets(
     text_mean = StreamingMean(encoder.embedding_dim)
     for chunk in _chunks(texts, batch_size * 16):
         text_mean.update(encoder.encode_text(chunk, batch_size, show_progress_bar))
+    if on_error not in ("raise", "skip"):
+        raise InvalidInputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     modal_mean = StreamingMean(encoder.embedding_dim)
+    skipped: list[tuple[int, str]] = []
+    seen = 0
     for chunk in _chunks(inputs, batch_size * 16):
-        modal_mean.update(encoder.encode_modal(chunk, batch_size, show_progress_bar))
+        if on_error == "skip":
+            part = encoder.encode_modal_skipping(chunk, batch_size, show_progress_bar)
+            skipped += [(seen + i, why) for i, why in part.skipped]
+            if len(part.kept):
+                modal_mean.update(part.embeddings)
+        else:
+            modal_mean.update(encoder.encode_modal(chunk, batch_size, show_progress_bar))
+        seen += len(chunk)
     if modal_mean.count == 0:
         raise EmptyInputError(
             f"compute_offsets needs unpaired {encoder.modality} inputs to estimate mu_modal and got "
@@ -78,6 +93,7 @@ def compute_offsets(
     if text_mean.count == 0:
         raise EmptyInputError("compute_offsets needs texts to estimate mu_text and got none")
     offsets = Offsets.from_embeddings(text_mean, modal_mean)
+    offsets.skipped = skipped
     logger.info("offsets of %s: gap %.3f from %d texts / %d inputs", encoder.name, offsets.gap,
                 offsets.n_text, offsets.n_modal)
     return offsets

@@ -170,3 +170,44 @@ def test_plugins_json_still_lists_losses(gapdemo):
     rows = json.loads(run("plugins", "--json").output)
     builtin = next(r for r in rows if r["plugin"] == "textme_sdk.builtin.losses")
     assert builtin["losses"] == ["hard_negative_infonce", "infonce"]
+
+
+def test_on_error_skip_lists_unreadable_inputs_and_records_them(gapdemo, files):
+    """gapdemo refuses non-string inputs only, so a list file of modal inputs cannot hold a bad
+    one; the ref-image encoder reads files: a missing and a damaged file among good ones."""
+    import numpy as np
+    from PIL import Image
+
+    folder = files / "images"
+    folder.mkdir()
+    for i in range(6):
+        Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(folder / f"ok{i}.png")
+    (folder / "broken.png").write_bytes(b"not a png")
+    listing = files / "images.txt"
+    paths = sorted(str(p) for p in folder.glob("*.png")) + [str(folder / "gone.png")]
+    listing.write_text("\n".join(paths))
+
+    res = run("offsets", "ref-image", "--texts", files / "texts.txt", "--inputs", listing,
+              "--out", files / "o.safetensors")
+    assert res.exit_code == 2 and "Traceback" not in res.output  # raise is the default
+    res = run("offsets", "ref-image", "--texts", files / "texts.txt", "--inputs", listing,
+              "--out", files / "o.safetensors", "--on-error", "skip")
+    assert res.exit_code == 0, res.output
+    assert "skipped 2 of 8 inputs" in res.output and "broken.png" in res.output
+    assert "gone.png" in res.output and "6 inputs" in res.output
+
+    res = run("train", "ref-image", "--texts", files / "texts.txt", "--inputs", listing,
+              "--out", files / "bundle", "--epochs", 1, "--batch-size", 64, "--on-error", "skip")
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((files / "bundle/modalities/image/config.json").read_text())
+    assert cfg["offsets"]["n_modal"] == 6 and cfg["offsets"]["skipped"] == 2
+    assert sorted(p.rsplit("/", 1)[1] for p in cfg["offsets"]["skipped_inputs"]) == [
+        "broken.png", "gone.png"]
+
+    good = [p for p in paths if "/ok" in p]
+    res = run("embed", files / "bundle", *good[:3], paths[-1], "-m", "image", "--on-error",
+              "skip", "--out", files / "e.npy")
+    assert res.exit_code == 0, res.output
+    assert np.load(files / "e.npy").shape == (3, 384) and "skipped 1 of 4" in res.output
+    res = run("embed", files / "bundle", paths[0], "-m", "image", "--on-error", "maybe")
+    assert_one_line_error(res, "--on-error must be 'raise' or 'skip'")

@@ -205,6 +205,24 @@ def check_bundle_out(path: Path) -> bool:
     return False
 
 
+def check_on_error(value: str) -> None:
+    """``--on-error`` is 'raise' or 'skip'."""
+    if value not in ("raise", "skip"):
+        raise InvalidInputError(f"--on-error must be 'raise' or 'skip', got {value!r}")
+
+
+def report_skipped(items: list[Any], skipped: list[tuple[int, str]]) -> None:
+    """List the inputs ``--on-error skip`` left out, on stderr."""
+    if not skipped:
+        return
+    err.print(f"[yellow]skipped {len(skipped)} of {len(items)} inputs that could not be read:"
+              "[/yellow]", highlight=False)
+    for i, why in skipped[:20]:
+        err.print(f"  {_escape(str(items[i]))}: {_escape(why)}", highlight=False, soft_wrap=True)
+    if len(skipped) > 20:
+        err.print(f"  ... and {len(skipped) - 20} more", highlight=False)
+
+
 def read_offsets(path: Path) -> Any:
     """Offsets written by ``textme offsets`` (typed error for anything else)."""
     import textme_sdk as tm
@@ -273,16 +291,19 @@ def offsets_cmd(
     encoder_arg: Optional[list[str]] = typer.Option(None, "--encoder-arg", "-e", help="KEY=VALUE for the encoder."),
     text_column: Optional[str] = typer.Option(None, help="Column holding the texts in csv/parquet."),
     batch_size: int = typer.Option(64, min=1),
+    on_error: str = typer.Option("raise", help="An unreadable input: 'raise' stops, 'skip' leaves it out (listed)."),
 ) -> None:
     """Compute the modality offsets (mu_text, mu_modal) of an encoder from unpaired samples."""
     import textme_sdk as tm
     from textme_sdk.engine.cache import atomic_save
 
+    check_on_error(on_error)
     check_output_file(out, (".safetensors",))
     corpus = read_texts(texts, text_column, limit)
     enc = tm.get_encoder(encoder, **parse_kv(encoder_arg))
-    offsets = tm.compute_offsets(
-        enc, corpus, read_inputs(inputs, enc.input_spec.file_extensions, limit), batch_size)
+    items = read_inputs(inputs, enc.input_spec.file_extensions, limit)
+    offsets = tm.compute_offsets(enc, corpus, items, batch_size, on_error=on_error)
+    report_skipped(items, offsets.skipped)
     atomic_save(offsets.state_dict(), out)
     console.print(f"offsets of [bold]{encoder}[/bold]: gap {offsets.gap:.4f} from "
                   f"{offsets.n_text} texts / {offsets.n_modal} inputs -> {out}")
@@ -309,12 +330,14 @@ def train_cmd(
     text_column: Optional[str] = typer.Option(None),
     resume: bool = typer.Option(False, help="Resume an interrupted run (state in .OUT.checkpoints/MODALITY beside OUT)."),
     no_offsets: bool = typer.Option(False, help="Ablation: train without centring (Table 3)."),
+    on_error: str = typer.Option("raise", help="An unreadable --inputs item: 'raise' stops, 'skip' leaves it out (listed, and recorded in the bundle)."),
 ) -> None:
     """Compute offsets, train a projector on text only, and write (or extend) a bundle."""
     import textme_sdk as tm
     from textme_sdk.bundle import check_modality_name
 
     # everything that can be checked is checked before any model loads
+    check_on_error(on_error)
     if name is not None:
         check_modality_name(name)
     cfg = tm.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
@@ -335,8 +358,9 @@ def train_cmd(
         if no_offsets:
             offs = tm.Offsets.zeros(enc.embedding_dim)
         elif offs is None:
-            offs = tm.compute_offsets(enc, corpus[:offset_samples],
-                                      read_inputs(inputs, enc.input_spec.file_extensions, offset_samples))
+            items = read_inputs(inputs, enc.input_spec.file_extensions, offset_samples)
+            offs = tm.compute_offsets(enc, corpus[:offset_samples], items, on_error=on_error)
+            report_skipped(items, offs.skipped)
         projector = tm.train_projector(enc, model.anchor, corpus, offs, cfg,
                                        checkpoint_dir=out.parent / f".{out.name}.checkpoints"
                                        / modality,
@@ -347,6 +371,9 @@ def train_cmd(
     info = {"training": {**projector.training_result.summary(), "n_texts": len(corpus),
                          "texts": str(texts)},
             "offsets": {"texts": str(texts), "inputs": str(inputs or offsets)}}
+    if offs.skipped:
+        info["offsets"].update(skipped=len(offs.skipped),
+                               skipped_inputs=[items[i] for i, _ in offs.skipped[:20]])
     model.add_modality(enc, projector, offs, name=name, info=info)
     model.save_pretrained(out)
     s = projector.training_result.summary()
@@ -361,16 +388,25 @@ def embed_cmd(
     modality: str = typer.Option("text", "--modality", "-m"),
     out: Optional[Path] = typer.Option(None, help="Write a .npy file instead of printing."),
     batch_size: int = typer.Option(32, min=1),
+    on_error: str = typer.Option("raise", help="An unreadable input: 'raise' stops, 'skip' leaves its row out (listed on stderr)."),
 ) -> None:
     """Embed inputs of one modality into the bundle's anchor space."""
     import numpy as np
 
     import textme_sdk as tm
 
+    check_on_error(on_error)
     if out is not None:
         check_output_file(out, (".npy",))
     model = tm.TextME.from_pretrained(bundle, modalities=[] if modality == "text" else [modality])
-    emb = model.embed(list(items), modality=modality, batch_size=batch_size)
+    if on_error == "skip" and modality != "text":
+        part = model.entry(modality).encoder.encode_modal_skipping(list(items), batch_size)
+        report_skipped(list(items), part.skipped)
+        emb = model.project(part.embeddings, modality).numpy() if part.kept else np.empty((0, 0))
+        if not part.kept:
+            raise InvalidInputError("none of the inputs could be read; see the skipped list above")
+    else:
+        emb = model.embed(list(items), modality=modality, batch_size=batch_size)
     if out is not None:
         np.save(out, emb)
         console.print(f"{emb.shape[0]} x {emb.shape[1]} embeddings -> {out}")

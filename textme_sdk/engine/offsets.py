@@ -8,7 +8,7 @@ matching branch from the same normalised embeddings.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -72,6 +72,9 @@ class Offsets:
         mu_modal: mean normalised modal embedding ``[d_m]`` (float32).
         n_text, n_modal: how many samples each centroid was estimated from.
         se_text, se_modal: standard errors of the two estimates (``nan`` when unknown).
+        skipped: ``(position, reason)`` of the modal inputs that could not be read and were
+            left out of ``mu_modal`` (``compute_offsets(..., on_error="skip")``); not stored
+            in the offsets file (the bundle's modality config records them).
 
     Raises:
         DimensionMismatchError: the two centroids differ in size.
@@ -85,6 +88,7 @@ class Offsets:
     n_modal: int
     se_text: float = float("nan")
     se_modal: float = float("nan")
+    skipped: list[tuple[int, str]] = field(default_factory=list, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.mu_text = self.mu_text.detach().float().cpu().reshape(-1)
