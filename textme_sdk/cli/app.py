@@ -27,8 +27,11 @@ err = Console(stderr=True)
 EXIT_USER, EXIT_INTERNAL, EXIT_INTERRUPTED = 2, 1, 130
 
 
+_debug_flag = False  # --debug of the running command
+
+
 def _debug() -> bool:
-    return os.environ.get("TEXTME_DEBUG", "") not in ("", "0")
+    return _debug_flag or os.environ.get("TEXTME_DEBUG", "") not in ("", "0")
 
 
 def _os_error_line(exc: OSError) -> str:
@@ -84,8 +87,8 @@ app = typer.Typer(
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors.")) -> None:
     """Text-only modality expansion: bridge encoders into one text-embedding space."""
-    if debug:
-        os.environ["TEXTME_DEBUG"] = "1"
+    global _debug_flag
+    _debug_flag = debug
 
 
 # ----------------------------------------------------------------------------- input helpers
@@ -189,20 +192,12 @@ def check_output_file(path: Path, suffixes: tuple[str, ...] = ()) -> Path:
 def check_bundle_out(path: Path) -> bool:
     """Whether ``path`` holds a bundle to extend; refuse (before any work) anything else there.
 
-    A missing or empty folder becomes a new bundle; a folder with a bundle's ``config.json`` is
-    extended; a file, or a folder of other things, is refused - it is never replaced.
+    A missing or empty folder becomes a new bundle; a folder with a bundle is extended; a file,
+    or a folder of other things, is refused (``OutputExistsError``) - it is never replaced.
     """
-    if not path.exists():
-        return False
-    if not path.is_dir():
-        raise InvalidInputError(f"{path} is a file, not a bundle folder; choose another --out")
-    if (path / "config.json").is_file():
-        return True
-    if any(path.iterdir()):
-        raise InvalidInputError(
-            f"{path} is a folder that is not a textme bundle; it is never replaced: choose a new "
-            "or empty folder for --out")
-    return False
+    from textme_sdk.bundle import check_save_target
+
+    return check_save_target(path) is not None
 
 
 def check_on_error(value: str) -> None:
