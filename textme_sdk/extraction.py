@@ -24,6 +24,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,7 +35,8 @@ from .errors import EmptyInputError, InvalidInputError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DistributedContext", "cache_key", "distributed_context", "extract_text_embeddings"]
+__all__ = ["DistributedContext", "cache_key", "distributed_context", "extract_text_embeddings",
+           "save_embeddings"]
 
 
 @dataclass
@@ -170,3 +172,28 @@ def extract_text_embeddings(
     out = store.get_or_compute(key, texts, compute, chunk_size, show_progress_bar,
                                f"{model.name} embeddings", ctx.rank, ctx.world_size, ctx.barrier)
     return out.float()
+
+
+def save_embeddings(path: str | os.PathLike, embeddings: torch.Tensor) -> Path:
+    """Write an embedding matrix to ``.npy`` or ``.safetensors`` (key ``embeddings``) atomically."""
+    from .engine.cache import atomic_save
+
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        atomic_save({"embeddings": embeddings.contiguous()}, path)
+    elif path.suffix == ".npy":
+        import tempfile
+
+        import numpy as np
+
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npy")
+        os.close(fd)
+        try:
+            np.save(tmp, embeddings.numpy())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    else:
+        raise InvalidInputError(f"{path}: embeddings are written to .npy or .safetensors files")
+    return path

@@ -84,10 +84,10 @@ def test_offsets_file_that_is_not_offsets(gapdemo, files):
     (files / "bad.safetensors").write_bytes(b"not safetensors at all")
     res = run("train", "gapdemo", "--texts", files / "texts.txt", "--offsets",
               files / "bad.safetensors", "--out", files / "b", "-e", "dim=16")
-    assert_one_line_error(res, "is not an offsets file written by `textme offsets`")
+    assert_one_line_error(res, "is not an offsets file written by textme-sdk")
     res = run("train", "gapdemo", "--texts", files / "texts.txt", "--offsets",
               files / "missing.safetensors", "--out", files / "b", "-e", "dim=16")
-    assert_one_line_error(res, "does not exist")
+    assert_one_line_error(res, "no offsets file at")
 
 
 def test_latin1_texts_file(gapdemo, files):

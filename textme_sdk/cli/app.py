@@ -221,16 +221,8 @@ def report_skipped(items: list[Any], skipped: list[tuple[int, str]]) -> None:
 def read_offsets(path: Path) -> Any:
     """Offsets written by ``textme offsets`` (typed error for anything else)."""
     import textme_sdk as tm
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
-    if not path.is_file():
-        raise InvalidInputError(f"--offsets {path} does not exist (write one with textme offsets)")
-    try:
-        return tm.Offsets.from_state_dict(load_file(str(path)))
-    except (SafetensorError, OSError, KeyError, ValueError) as exc:
-        raise InvalidInputError(
-            f"--offsets {path} is not an offsets file written by `textme offsets` ({exc})") from None
+    return tm.Offsets.load(path)
 
 
 def _escape(text: str) -> str:
@@ -290,7 +282,6 @@ def offsets_cmd(
 ) -> None:
     """Compute the modality offsets (mu_text, mu_modal) of an encoder from unpaired samples."""
     import textme_sdk as tm
-    from textme_sdk.engine.cache import atomic_save
 
     check_on_error(on_error)
     check_output_file(out, (".safetensors",))
@@ -299,7 +290,7 @@ def offsets_cmd(
     items = read_inputs(inputs, enc.input_spec.file_extensions, limit)
     offsets = tm.compute_offsets(enc, corpus, items, batch_size, on_error=on_error)
     report_skipped(items, offsets.skipped)
-    atomic_save(offsets.state_dict(), out)
+    offsets.save(out)
     console.print(f"offsets of [bold]{encoder}[/bold]: gap {offsets.gap:.4f} from "
                   f"{offsets.n_text} texts / {offsets.n_modal} inputs -> {out}")
 
@@ -433,8 +424,12 @@ def embed_texts_cmd(
     import time
 
     import textme_sdk as tm
-    from textme_sdk.engine.cache import EmbeddingCache, content_key
-    from textme_sdk.extraction import cache_key, distributed_context, extract_text_embeddings
+    from textme_sdk.extraction import (
+        cache_key,
+        distributed_context,
+        extract_text_embeddings,
+        save_embeddings,
+    )
 
     if (anchor is None) == (encoder is None):
         raise InvalidInputError("pass exactly one of --anchor NAME or --encoder NAME")
@@ -446,7 +441,7 @@ def embed_texts_cmd(
                  else tm.get_encoder(encoder, **parse_kv(encoder_arg)))
         corpus = read_texts(texts, text_column, limit)
         start = time.perf_counter()
-        store = EmbeddingCache(cache)
+        store = tm.EmbeddingCache(cache)
         emb = extract_text_embeddings(model, corpus, role, store, batch_size, chunk_size,
                                       context=ctx)
         seconds = time.perf_counter() - start
@@ -454,20 +449,13 @@ def embed_texts_cmd(
         ctx.close()
         _fail(exc)
     if ctx.is_main:
-        key = content_key(cache_key(model, role), corpus)
         if out is not None:
-            if out.suffix == ".safetensors":
-                from textme_sdk.engine.cache import atomic_save
-
-                atomic_save({"embeddings": emb.contiguous()}, out)
-            else:
-                import numpy as np
-
-                np.save(out, emb.numpy())
+            save_embeddings(out, emb)
         console.print(f"{emb.shape[0]} x {emb.shape[1]} embeddings of {texts} with "
                       f"[bold]{model.name}[/bold] ({role}) in {seconds:.1f}s "
                       f"({emb.shape[0] / max(seconds, 1e-9):.0f} texts/s, {ctx.world_size} "
-                      f"process{'es' if ctx.world_size > 1 else ''}) -> cache {store.path(key)}"
+                      f"process{'es' if ctx.world_size > 1 else ''}) -> cache "
+                      f"{store.path_for(cache_key(model, role), corpus)}"
                       + (f" and {out}" if out else ""), highlight=False)
     ctx.close()
 
@@ -496,7 +484,7 @@ def eval_cmd(
 ) -> None:
     """Evaluate a bundle on a benchmark: pretrained vs TextME vs ablations, with PPR."""
     import textme_sdk as tm
-    from textme_sdk.evaluation.harness import evaluate
+    from textme_sdk.evaluation import evaluate
 
     try:
         dataset = _load_task(task, data, split, limit, option)

@@ -76,7 +76,12 @@ class EmbeddingCache:
         self.dtype = dtype
 
     def path(self, key: str) -> Path:
+        """The file of the entry with content key ``key``."""
         return self.root / key[:2] / f"{key}.safetensors"
+
+    def path_for(self, model: dict[str, Any], texts: Sequence[str]) -> Path:
+        """The file that holds (or will hold) the embeddings of ``texts`` under ``model``."""
+        return self.path(content_key(model, texts))
 
     def __contains__(self, key: str) -> bool:
         return self.path(key).exists()

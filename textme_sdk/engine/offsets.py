@@ -8,11 +8,19 @@ matching branch from the same normalised embeddings.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
-from ..errors import DimensionMismatchError, EmptyInputError, InvalidEmbeddingError, InvalidInputError
+from ..errors import (
+    DimensionMismatchError,
+    EmptyInputError,
+    InvalidEmbeddingError,
+    InvalidInputError,
+    MissingInputFileError,
+)
 
 __all__ = ["StreamingMean", "Offsets"]
 
@@ -169,6 +177,35 @@ class Offsets:
             "n_modal": torch.tensor([self.n_modal], dtype=torch.int64),
             "se": torch.tensor([self.se_text, self.se_modal], dtype=torch.float64),
         }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the offsets to a ``.safetensors`` file atomically (``textme offsets`` output)."""
+        from .cache import atomic_save
+
+        path = Path(path)
+        atomic_save(self.state_dict(), path, metadata={"format": "textme-offsets"})
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Offsets":
+        """Offsets written by :meth:`save` (or ``textme offsets``).
+
+        Raises:
+            MissingInputFileError: no file at ``path``.
+            InvalidInputError: the file is not an offsets file (damaged, other tensors).
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not path.is_file():
+            raise MissingInputFileError(f"no offsets file at {path}; write one with "
+                                        "compute_offsets(...).save(path) or `textme offsets`")
+        try:
+            return cls.from_state_dict(load_file(str(path)))
+        except (SafetensorError, OSError, KeyError, ValueError) as exc:
+            raise InvalidInputError(f"{path} is not an offsets file written by textme-sdk "
+                                    f"({type(exc).__name__}: {exc})") from exc
 
     @classmethod
     def from_state_dict(cls, sd: dict[str, torch.Tensor]) -> "Offsets":
