@@ -392,8 +392,10 @@ def test_trains_end_to_end_and_reloads_from_the_bundle(tiny_kwargs, tmp_path):
                            bad_inputs=[("C1CC", InvalidMoleculeError)])  # unpaired samples
     model, emb = result.model, result.embeddings
     assert result.offsets.dim == 24
-    assert result.loaded.entry("molecule").encoder.config() == {
-        **tiny_kwargs, "on_invalid": "raise", "embedding_dim": 24}
+    stored = result.loaded.entry("molecule").encoder.config()
+    assert stored == {**tiny_kwargs, "on_invalid": "raise", "embedding_dim": 24}
+    # a config stored by earlier versions (defaults left out) rebuilds the same encoder
+    assert tm.get_encoder("moleculestm", **tiny_kwargs, embedding_dim=24).config() == stored
     raw = model.embed(MOLECULE_POOL[:8], modality="molecule", use_offsets=False)
     assert not np.allclose(raw, emb, atol=1e-4)  # the no-offset ablation the paper recommends
 
