@@ -26,6 +26,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 from textme_sdk.errors import InvalidInputError, TextMEError
+from textme_sdk.testing import check_encoder
 from textme_sdk.scaffold import (
     INPUT_KINDS,
     PluginExistsError,
@@ -373,7 +374,8 @@ def test_installed_scaffolds_pass_their_own_tests(installed):
 
 
 def test_an_installed_scaffold_trains_a_bundle(installed, minilm, tmp_path):
-    """offsets -> train_projector -> save_pretrained -> from_pretrained -> embed."""
+    """offsets -> train_projector -> save_pretrained -> from_pretrained -> embed
+    (:func:`textme_sdk.testing.check_encoder`)."""
     _, site, specs = installed
     spec = specs["file"]
     sys.path.insert(0, str(site))
@@ -385,23 +387,12 @@ def test_an_installed_scaffold_trains_a_bundle(installed, minilm, tmp_path):
         files = sample_inputs("file", tmp_path / "in", 24)
         texts = [f"a {q} sonar return from {s}" for q in ("weak", "strong", "noisy", "clear")
                  for s in ("a whale", "a reef", "a wreck", "the seabed", "a submarine", "fish")]
-        offsets = tm.compute_offsets(enc, texts, files)
-        assert offsets.n_modal == 24 and offsets.gap > 0.2
-        cfg = tm.TrainConfig(epochs=3, batch_size=16, seed=0)
-        projector = tm.train_projector(enc, minilm, texts, offsets, cfg, cache=tmp_path / "cache")
-        model = tm.TextME(minilm, device="cpu").add_modality(enc, projector, offsets)
-        emb = model.embed(files[:5], modality="sonar")
-        assert emb.shape == (5, 384)
-        np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
-
-        bundle = model.save_pretrained(tmp_path / "bundle")
-        stored = json.loads((bundle / "config.json").read_text())["modalities"]["sonar"]
+        result = check_encoder(enc, texts, files, tmp_path, anchor=minilm, atol=1e-6,
+                               config=tm.TrainConfig(epochs=3, batch_size=16, seed=0),
+                               bad_inputs=[(str(tmp_path / "gone.snr"), tm.MissingInputFileError)])
+        assert result.offsets.gap > 0.2
+        stored = json.loads((result.bundle / "config.json").read_text())["modalities"]["sonar"]
         assert stored["plugin"] == spec.name and stored["encoder"] == {"seed": 0, "gap": 1.0}
-        loaded = tm.TextME.from_pretrained(bundle, anchor=minilm, device="cpu")
-        assert loaded.modalities == ["sonar"] and loaded.entry("sonar").encoder is not enc
-        np.testing.assert_allclose(loaded.embed(files[:5], modality="sonar"), emb, atol=1e-6)
-        with pytest.raises(tm.MissingInputFileError):
-            loaded.embed([str(tmp_path / "gone.snr")], modality="sonar")
     finally:
         sys.path.remove(str(site))
         packages = tuple(s.package for s in specs.values())

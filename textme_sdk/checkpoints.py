@@ -3,18 +3,37 @@
 A port is only faithful if the published weights fit it exactly, so plugins never load
 partially. :func:`load_strict` copies a state dict into a module with ``strict=True`` after
 checking names and shapes itself, and raises the plugin's own error type with every difference
-counted and a few named, plus the plugin's hint on what to do.
+counted and a few named, plus the plugin's hint on what to do. Random weights are never a
+silent fallback: a plugin builds them only when asked (``random_init=True``, for tests and
+architecture checks), reports :data:`RANDOM_WEIGHTS` as their licence and logs
+:func:`warn_random_weights` when it builds them.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import torch
 
 from .errors import TextMEError
 
-__all__ = ["state_dict_mismatch", "load_strict"]
+__all__ = ["RANDOM_WEIGHTS", "state_dict_mismatch", "load_strict", "warn_random_weights"]
+
+logger = logging.getLogger(__name__)
+
+#: The ``license`` of an encoder built with random weights (``random_init=True``).
+RANDOM_WEIGHTS = "random weights"
+
+
+def warn_random_weights(plugin: str, model: str) -> None:
+    """Log a warning that ``plugin`` builds ``model`` with random weights (``random_init=True``).
+
+    Embeddings of random weights carry no meaning; the warning keeps a test setting from
+    passing unnoticed into real use.
+    """
+    logger.warning("%s: %s uses RANDOM weights (random_init=True); its embeddings carry no "
+                   "meaning - load published weights for real use", plugin, model)
 
 
 def state_dict_mismatch(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor],

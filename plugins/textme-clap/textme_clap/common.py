@@ -7,8 +7,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from textme_sdk import errors
 from textme_sdk.encoders import check_tokenizer as _check
-from textme_sdk.errors import TextMEError
 
 from .audio import MelParams
 
@@ -20,15 +20,15 @@ TEXT_MAX_TOKENS = 77
 _PROBE = "a dog barks while rain falls on a metal roof"
 
 
-class CLAPLoadError(TextMEError):
+class CLAPLoadError(errors.EncoderLoadError):
     """A CLAP model, tokenizer or feature extractor could not be loaded."""
 
 
-class CheckpointError(CLAPLoadError):
+class CheckpointError(CLAPLoadError, errors.CheckpointError):
     """A checkpoint file is unreadable or does not match the architecture."""
 
 
-class TokenizerError(CLAPLoadError):
+class TokenizerError(CLAPLoadError, errors.TokenizerError):
     """The text tokenizer is missing or silently useless."""
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from textme_sdk import InputSpec, ModalityEncoder
+from textme_sdk.encoders import absolute_path
 from textme_sdk.errors import InvalidInputError
 
 from .audio import (
@@ -31,7 +32,7 @@ from .audio import (
     split_windows,
     to_waveform,
 )
-from .common import Backend, CLAPLoadError, load_tokenizer
+from .common import Backend, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -58,14 +59,6 @@ def infer_backend(model: str) -> BackendName:
     if model in LAION_CHECKPOINTS or model.endswith(_CHECKPOINT_SUFFIXES):
         return "laion_clap"
     return "transformers"
-
-
-def _absolute_if_local(name: str) -> str:
-    """An existing local file or folder as an absolute path (bundles store :meth:`config`, so
-    a relative path would only resolve from the directory the bundle was trained in);
-    Hub ids and published checkpoint names are returned unchanged."""
-    path = os.path.expanduser(name)
-    return os.path.abspath(path) if os.path.exists(path) else name
 
 
 def peek_embedding_dim(model: str, backend: BackendName, revision: str | None = None,
@@ -141,7 +134,7 @@ class CLAPEncoder(ModalityEncoder):
                  cache_dir: str | None = None, device: str | torch.device | None = None,
                  dtype: torch.dtype | None = None):
         super().__init__(device, dtype)
-        self.model_id = _absolute_if_local(os.fspath(model))
+        self.model_id = absolute_path(os.fspath(model))  # bundles store it: from any folder
         self.backend_name: BackendName = backend or infer_backend(self.model_id)
         if self.backend_name not in _LICENSES:
             raise InvalidInputError(
@@ -152,14 +145,15 @@ class CLAPEncoder(ModalityEncoder):
         if text_config is not None and self.backend_name != "laion_clap":
             raise InvalidInputError("text_config applies to the laion_clap backend only")
         self.revision = revision
-        self.tokenizer = _absolute_if_local(tokenizer) if isinstance(tokenizer, str) else tokenizer
+        self.tokenizer = absolute_path(tokenizer) if isinstance(tokenizer, str) else tokenizer
         self.text_config = text_config
         self.long_audio = long_audio
         self.input_sample_rate = input_sample_rate
         self.cache_dir = cache_dir
-        self.embedding_dim = (embedding_dim or peek_embedding_dim(
-            self.model_id, self.backend_name, revision, cache_dir) or 512)
-        self._expected_dim = embedding_dim
+        known = embedding_dim or peek_embedding_dim(self.model_id, self.backend_name, revision,
+                                                    cache_dir)
+        self._dim_is_a_guess = not known  # every published CLAP is 512-d; loading measures it
+        self.embedding_dim = known or 512
         self.license = _LICENSES[self.backend_name]
         self._backend: Backend | None = None
 
@@ -175,17 +169,10 @@ class CLAPEncoder(ModalityEncoder):
             self._backend = self._build_backend(device)
             if dtype is not None:
                 self._backend.model.to(dtype)
-            self._set_dim(self._backend.embedding_dim)
+            self.embedding_dim = self._backend.embedding_dim  # the base class checks it
+            self._dim_is_a_guess = False
         else:
             self._backend.to(device)
-
-    def _set_dim(self, dim: int) -> None:
-        if self._expected_dim and dim != self._expected_dim:
-            raise CLAPLoadError(
-                f"{self.model_id} produces {dim}-d embeddings, but embedding_dim="
-                f"{self._expected_dim} was requested (e.g. by a bundle); use the matching model"
-            )
-        self.embedding_dim = dim
 
     def _build_backend(self, device: torch.device) -> Backend:
         if self.backend_name == "transformers":
@@ -261,24 +248,22 @@ class CLAPEncoder(ModalityEncoder):
         """Text branch on one batch (RoBERTa, at most 77 tokens, as LAION-CLAP trained)."""
         return self.backend.embed_text(texts)
 
+    #: not stored by config() as given: where downloads are cached, a tokenizer object
+    config_exclude = ("device", "dtype", "cache_dir", "tokenizer")
+
     def config(self) -> dict[str, Any]:
-        """Keyword arguments that rebuild this encoder (an injected tokenizer object is not
-        stored: only a tokenizer given by name or folder). Local files and folders are stored
-        as absolute paths, so ``TextME.from_pretrained`` rebuilds the same model on this
-        machine from any working directory."""
-        cfg: dict[str, Any] = {"model": self.model_id, "backend": self.backend_name}
-        if self.revision:
-            cfg["revision"] = self.revision
+        """Keyword arguments that rebuild this encoder: the constructor's, with the backend as
+        inferred and local files and folders as absolute paths (so ``TextME.from_pretrained``
+        rebuilds the same model on this machine from any working directory).
+
+        An injected tokenizer object is not stored (only a tokenizer given by name or folder),
+        nor ``cache_dir``, nor a dimension that is only the 512-d guess of an unloaded model.
+        """
+        cfg = {**super().config(), "model": self.model_id, "backend": self.backend_name}
         if isinstance(self.tokenizer, str):
             cfg["tokenizer"] = self.tokenizer
-        if self.text_config:
-            cfg["text_config"] = dict(self.text_config)
-        if self.long_audio != "windows":
-            cfg["long_audio"] = self.long_audio
-        if self.input_sample_rate:
-            cfg["input_sample_rate"] = self.input_sample_rate
-        if self.is_loaded or self._expected_dim:
-            cfg["embedding_dim"] = self.embedding_dim
+        if self._dim_is_a_guess:
+            cfg.pop("embedding_dim", None)
         return cfg
 
     def info(self) -> dict[str, Any]:

@@ -20,7 +20,13 @@ from textme_clip import CLIPEncoder, CLIPLoadError, parse_model_spec
 from textme_clip.encoder import DEFAULT_MODEL, build_open_clip
 
 import textme_sdk as tm
-from textme_sdk.errors import EmptyInputError, InvalidInputError
+from textme_sdk.errors import (
+    EmptyInputError,
+    EncoderLoadError,
+    InvalidInputError,
+    MissingInputFileError,
+)
+from textme_sdk.testing import check_encoder
 
 TINY = "textme-test-tiny-vit"
 TINY_CFG = {
@@ -47,6 +53,14 @@ def tiny(tiny_arch) -> CLIPEncoder:
     return CLIPEncoder(tiny_arch, random_init=True, device="cpu").load()
 
 
+def test_random_weights_are_announced(tiny_arch, caplog):
+    enc = CLIPEncoder(tiny_arch, random_init=True, device="cpu")
+    assert enc.license == "random weights"
+    with caplog.at_level("WARNING", logger="textme_sdk.checkpoints"):
+        enc.load()
+    assert f"clip: {tiny_arch} uses RANDOM weights (random_init=True)" in caplog.text
+
+
 @pytest.fixture(scope="module")
 def picture() -> Image.Image:
     rng = np.random.default_rng(0)
@@ -66,12 +80,6 @@ def tiny_dir(tiny, tmp_path_factory):
     state = {k: v.detach().contiguous() for k, v in tiny._model.state_dict().items()}
     save_file(state, str(folder / "open_clip_model.safetensors"))
     return folder
-
-
-@pytest.fixture(scope="module")
-def anchor():
-    """The real all-MiniLM-L6-v2 anchor (384-d, offline)."""
-    return tm.get_anchor("minilm")
 
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (40, 60, 220),
@@ -134,8 +142,10 @@ def test_construction_is_cheap_and_config_round_trips():
     enc = CLIPEncoder()
     assert not enc.is_loaded and enc.embedding_dim == 1024 and enc.license.startswith("MIT")
     cfg = enc.config()
-    assert cfg["model"] == "ViT-H-14" and cfg["pretrained"] == "laion2b_s32b_b79k"
+    assert cfg == {"model": "ViT-H-14", "pretrained": "laion2b_s32b_b79k", "random_init": False,
+                   "embedding_dim": 1024}
     assert CLIPEncoder(**cfg).config() == cfg
+    assert "cache_dir" not in CLIPEncoder(cache_dir="/tmp/hf").config()
     json.dumps(cfg)
 
 
@@ -268,41 +278,19 @@ def test_16_bit_images_are_scaled_not_saturated(tiny, tmp_path):
 
 
 # -- end to end ----------------------------------------------------------------------------
-def test_trains_end_to_end_and_reloads_from_the_bundle(tiny_dir, anchor, tmp_path):
-    """compute_offsets -> train_projector -> TextME -> embed files -> save -> from_pretrained."""
+def test_trains_end_to_end_and_reloads_from_the_bundle(tiny_dir, tmp_path):
+    """offsets -> training -> embed files -> save -> from_pretrained, via textme_sdk.testing."""
     enc = tm.get_encoder("clip", model=f"local-dir:{tiny_dir}", device="cpu")
     assert enc.embedding_dim == 32 and not enc.is_loaded  # read from open_clip_config.json
-    files = write_images(tmp_path, 32)
-    texts = captions(48)  # unpaired: the captions do not describe these files one to one
-    offsets = tm.compute_offsets(enc, texts, files)
-    assert offsets.n_text == 48 and offsets.n_modal == 32 and offsets.dim == 32
-    cfg = tm.TrainConfig(epochs=2, batch_size=16, seed=0)
-    projector = tm.train_projector(enc, anchor, texts, offsets, cfg, cache=tmp_path / "cache")
-    model = tm.TextME(anchor, device="cpu").add_modality(enc, projector, offsets)
-
-    emb = model.embed(files[:8], modality="image")
-    assert emb.shape == (8, 384) and np.isfinite(emb).all()
-    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
-    assert model.embed(files[0], modality="image").shape == (384,)
-
-    bundle = model.save_pretrained(tmp_path / "bundle")
-    stored = json.loads((bundle / "config.json").read_text())["modalities"]["image"]["encoder"]
-    assert stored == enc.config() == {"model": f"local-dir:{tiny_dir}", "pretrained": None,
-                                      "embedding_dim": 32}
-    loaded = tm.TextME.from_pretrained(bundle, device="cpu")  # anchor rebuilt from config too
-    reloaded = loaded.entry("image").encoder
-    assert reloaded is not enc and not reloaded.is_loaded  # a fresh encoder, built from config
-    reloaded.load("cpu")  # TextME(device=) does not pin unloaded encoders; CUDA would be fp16
-    np.testing.assert_allclose(loaded.embed(files[:8], modality="image"), emb, atol=1e-6)
-    np.testing.assert_allclose(
-        loaded.embed(["a red square"], modality="text", via="image"),
-        model.embed(["a red square"], modality="text", via="image"), atol=1e-6)
-
-    # bad inputs surface as typed errors through the top-level API too
-    with pytest.raises(EmptyInputError):
-        loaded.embed([], modality="image")
-    with pytest.raises(InvalidInputError, match="not found"):
-        loaded.embed([tmp_path / "gone.png"], modality="image")
+    # unpaired: the captions do not describe these files one to one
+    result = check_encoder(enc, captions(48), write_images(tmp_path, 32), tmp_path, atol=1e-6,
+                           bad_inputs=[(tmp_path / "gone.png", MissingInputFileError)])
+    stored = json.loads((result.bundle / "config.json").read_text())["modalities"]["image"]
+    assert stored["encoder"] == {"model": f"local-dir:{tiny_dir}", "random_init": False,
+                                 "embedding_dim": 32}
+    # a config stored by earlier versions (with "pretrained": None) rebuilds the same encoder
+    old = {"model": f"local-dir:{tiny_dir}", "pretrained": None, "embedding_dim": 32}
+    assert tm.get_encoder("clip", **old).config() == stored["encoder"]
 
 
 def test_local_paths_are_stored_absolute(tiny_dir, tiny_arch, tmp_path, monkeypatch):
@@ -342,8 +330,34 @@ def test_unavailable_weights_fail_fast_offline(monkeypatch, tmp_path):
 
 
 def test_requested_dimension_is_checked(tiny_arch):
-    with pytest.raises(CLIPLoadError, match="embedding_dim=64"):
+    with pytest.raises(EncoderLoadError, match="produces 32-d embeddings, but embedding_dim=64"):
         CLIPEncoder(tiny_arch, random_init=True, embedding_dim=64).load()
+
+
+def test_errors_subclass_the_core_load_error():
+    assert issubclass(CLIPLoadError, EncoderLoadError)
+
+
+def test_hugging_face_tokenizers_get_the_core_guard(tiny):
+    """open_clip wraps the tokenizers of Hugging Face text towers; an offline stub is refused."""
+    from types import SimpleNamespace
+
+    from transformers import BertTokenizerFast
+
+    from textme_clip.encoder import _check_tokenizer
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "photo", "of", "dog"]
+    spec = parse_model_spec("hf-hub:org/tiny")
+    real = SimpleNamespace(tokenizer=BertTokenizerFast(vocab={w: i for i, w in enumerate(
+        words + [f"w{i}" for i in range(20)])}))
+    _check_tokenizer(real, tiny._model, spec)  # fits the 49408-row table: accepted
+    stub = SimpleNamespace(tokenizer=BertTokenizerFast(vocab={w: i for i, w in enumerate(
+        words[:5] + [f"w{i}" for i in range(20)])}))
+    with pytest.raises(CLIPLoadError, match="of 'hf-hub:org/tiny' maps ordinary English to "
+                                            "unknown tokens only") as info:
+        _check_tokenizer(stub, tiny._model, spec)
+    assert isinstance(info.value, EncoderLoadError)
+    _check_tokenizer(SimpleNamespace(), tiny._model, spec)  # open_clip's own BPE: no HF guard
 
 
 # -- the full-size default -----------------------------------------------------------------

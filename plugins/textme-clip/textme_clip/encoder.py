@@ -14,7 +14,6 @@ explicit ``random_init=True`` (tests, architecture checks).
 from __future__ import annotations
 
 import json
-import logging
 import os
 from dataclasses import dataclass, replace
 from typing import Any
@@ -22,11 +21,11 @@ from typing import Any
 import torch
 
 from textme_sdk import InputSpec, ModalityEncoder
-from textme_sdk.errors import InvalidInputError, TextMEError
+from textme_sdk.checkpoints import RANDOM_WEIGHTS, warn_random_weights
+from textme_sdk.encoders import absolute_path, check_tokenizer, default_dtype
+from textme_sdk.errors import EncoderLoadError, InvalidInputError
 
 from .images import IMAGE_EXTENSIONS, to_pil
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["CLIPEncoder", "CLIPLoadError", "ModelSpec", "parse_model_spec", "build_open_clip",
            "DEFAULT_MODEL"]
@@ -37,6 +36,7 @@ DEFAULT_MODEL = f"{DEFAULT_ARCH}:{DEFAULT_TAG}"
 _SCHEMAS = ("hf-hub:", "local-dir:")
 _LOCAL_DIR = "local-dir:"
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+_PROBE = "a photo of a dog playing with a red ball on the grass"
 
 #: Output sizes of common architectures, so ``embedding_dim`` is known before loading.
 _KNOWN_DIMS: dict[str, int] = {
@@ -56,7 +56,7 @@ _WEIGHT_LICENSES: tuple[tuple[str, str], ...] = (
 )
 
 
-class CLIPLoadError(TextMEError):
+class CLIPLoadError(EncoderLoadError):
     """An open_clip model or its weights could not be loaded."""
 
 
@@ -127,9 +127,9 @@ def absolute_paths(spec: ModelSpec) -> ModelSpec:
         folder = spec.name[len(_LOCAL_DIR):]
         if folder:
             spec = replace(spec, name=_LOCAL_DIR + os.path.abspath(os.path.expanduser(folder)))
-    weights = os.path.expanduser(spec.pretrained or "")
-    if weights.endswith(_CHECKPOINT_SUFFIXES) and os.path.isfile(weights):
-        spec = replace(spec, pretrained=os.path.abspath(weights))
+    weights = spec.pretrained or ""
+    if weights.endswith(_CHECKPOINT_SUFFIXES) and os.path.isfile(os.path.expanduser(weights)):
+        spec = replace(spec, pretrained=absolute_path(weights))
     return spec
 
 
@@ -177,8 +177,7 @@ def weight_license(spec: ModelSpec) -> str:
 
 def _precision(device: torch.device, dtype: torch.dtype | None) -> str:
     """open_clip precision string; fp16 on CUDA unless a dtype is given."""
-    if dtype is None:
-        dtype = torch.float16 if device.type == "cuda" else torch.float32
+    dtype = default_dtype(device, dtype)
     names = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
     if dtype not in names:
         raise InvalidInputError(f"clip supports float16, bfloat16 or float32, not {dtype}")
@@ -243,15 +242,28 @@ def _load_message(spec: ModelSpec, exc: Exception) -> str:
     )
 
 
-def _check_tokenizer(tokenizer: Any, spec: ModelSpec) -> None:
-    """Refuse a Hugging Face tokenizer that is silently useless (a few special tokens only)."""
+def _text_vocab_rows(model: torch.nn.Module) -> int | None:
+    """Rows of the token-embedding table of an open_clip model's text tower (``None``: unknown)."""
+    text = getattr(model, "text", model)  # CustomTextCLIP keeps its text tower under .text
+    table = getattr(text, "token_embedding", None)
+    if table is None and hasattr(getattr(text, "transformer", None), "get_input_embeddings"):
+        table = text.transformer.get_input_embeddings()  # a Hugging Face text tower
+    return int(table.num_embeddings) if isinstance(table, torch.nn.Embedding) else None
+
+
+def _check_tokenizer(tokenizer: Any, model: torch.nn.Module, spec: ModelSpec) -> None:
+    """Refuse a Hugging Face tokenizer that would give silently wrong embeddings.
+
+    open_clip wraps the tokenizers of Hugging Face text towers (``HFTokenizer.tokenizer``);
+    those get textme-sdk's guard (:func:`textme_sdk.encoders.check_tokenizer`). open_clip's own
+    CLIP BPE tokenizer reads the vocabulary shipped inside the open_clip package, so it cannot
+    be an offline stub, and it has no Hugging Face interface to probe.
+    """
     inner = getattr(tokenizer, "tokenizer", None)
-    size = len(inner) if inner is not None and hasattr(inner, "__len__") else None
-    if size is not None and size < 100:
-        raise CLIPLoadError(
-            f"the tokenizer of {spec.display!r} has only {size} tokens: its vocabulary files "
-            "were not found (offline?). Download the model once with network access."
-        )
+    rows = _text_vocab_rows(model)
+    if inner is None or rows is None or not hasattr(inner, "__len__"):
+        return
+    check_tokenizer(inner, rows, f"of {spec.display!r}", _PROBE, error=CLIPLoadError)
 
 
 class CLIPEncoder(ModalityEncoder):
@@ -293,8 +305,7 @@ class CLIPEncoder(ModalityEncoder):
         self.spec = absolute_paths(parse_model_spec(model, pretrained, random_init))
         self.cache_dir = cache_dir
         self.embedding_dim = embedding_dim or peek_embedding_dim(self.spec, cache_dir)
-        self._expected_dim = embedding_dim
-        self.license = weight_license(self.spec) if not random_init else "random weights"
+        self.license = weight_license(self.spec) if not random_init else RANDOM_WEIGHTS
         self._model: torch.nn.Module | None = None
         self._transform: Any = None
         self._tokenizer: Any = None
@@ -306,26 +317,18 @@ class CLIPEncoder(ModalityEncoder):
             self._model.to(device)
             return
         if self.spec.random_init:
-            logger.warning("clip: %s uses RANDOM weights (random_init=True)", self.spec.display)
+            warn_random_weights("clip", self.spec.display)
         model, transform, tokenizer = build_open_clip(
             self.spec, device, _precision(device, dtype), self.cache_dir
         )
-        _check_tokenizer(tokenizer, self.spec)
+        _check_tokenizer(tokenizer, model, self.spec)
         self._model, self._transform, self._tokenizer = model, transform, tokenizer
-        self._set_dim(self._probe_dim(device))
+        self.embedding_dim = self._probe_dim(device)  # the base class checks a requested size
 
     def _probe_dim(self, device: torch.device) -> int:
         with torch.inference_mode():
             tokens = self._tokenizer([""]).to(device)
             return int(self._model.encode_text(tokens).shape[-1])
-
-    def _set_dim(self, dim: int) -> None:
-        if self._expected_dim and dim != self._expected_dim:
-            raise CLIPLoadError(
-                f"{self.spec.display} produces {dim}-d embeddings, but embedding_dim="
-                f"{self._expected_dim} was requested (e.g. by a bundle); use the matching model"
-            )
-        self.embedding_dim = dim
 
     @property
     def model_dtype(self) -> torch.dtype:
@@ -349,17 +352,17 @@ class CLIPEncoder(ModalityEncoder):
         tokens = self._tokenizer(texts).to(self.device)
         return self._model.encode_text(tokens)
 
-    def config(self) -> dict[str, Any]:
-        """Keyword arguments that rebuild this encoder.
+    #: not stored by config(): where downloads are cached
+    config_exclude = ("device", "dtype", "cache_dir")
 
-        ``model`` holds the architecture (or ``hf-hub:`` / ``local-dir:`` id) and
-        ``pretrained`` the tag or checkpoint file; local paths are stored absolute, so
-        ``TextME.from_pretrained`` rebuilds the same weights on this machine from any working
-        directory (a bundle trained on local weights needs those files where they were).
+    def config(self) -> dict[str, Any]:
+        """Keyword arguments that rebuild this encoder: the constructor's, with ``model`` /
+        ``pretrained`` as parsed (architecture or ``hf-hub:`` / ``local-dir:`` id, and the tag or
+        checkpoint file).
+
+        Local paths are stored absolute, so ``TextME.from_pretrained`` rebuilds the same weights
+        on this machine from any working directory (a bundle trained on local weights needs
+        those files where they were). ``cache_dir`` is not stored.
         """
-        cfg: dict[str, Any] = {"model": self.spec.name, "pretrained": self.spec.pretrained}
-        if self.spec.random_init:
-            cfg["random_init"] = True
-        if self.embedding_dim:
-            cfg["embedding_dim"] = self.embedding_dim
-        return cfg
+        cfg = {**super().config(), "model": self.spec.name, "pretrained": self.spec.pretrained}
+        return {key: value for key, value in cfg.items() if value is not None}

@@ -19,7 +19,6 @@ from cxr_testlib import (
     tiny_r50,
     tiny_swin,
     upstream_checkpoint,
-    write_tokenizer,
 )
 from textme_cxr_clip import CheckpointError, CXRClipEncoder, convert_checkpoint
 from textme_cxr_clip.checkpoint import (
@@ -31,11 +30,6 @@ from textme_cxr_clip.checkpoint import (
 )
 
 from textme_sdk.errors import InvalidInputError
-
-
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory):
-    return write_tokenizer(tmp_path_factory.mktemp("tokenizer"))
 
 
 @pytest.fixture()
@@ -197,7 +191,8 @@ def test_published_names_resolve_from_the_cache_and_fail_clearly_offline(
     arch = tiny_swin(tokenizer_dir)
     save_converted(random_state(arch), arch, cache / "swint_m.safetensors")
     enc = CXRClipEncoder("swint_m", cache_dir=cache, device="cpu")
-    assert enc.config() == {"model": "swint_m", "embedding_dim": 512}  # size known on load
+    assert enc.config() == {"model": "swint_m", "random_init": False,
+                            "embedding_dim": 512}  # size known on load
     assert enc.encode_text(["mild edema"]).shape == (1, 32)
     with pytest.raises(InvalidInputError, match="names an architecture, not weights"):
         CXRClipEncoder("swint")

@@ -22,20 +22,27 @@ from cxr_testlib import (
     tiny_swin,
     write_dicom,
     write_radiographs,
-    write_tokenizer,
 )
 from PIL import Image
-from textme_cxr_clip import CXRClipEncoder, TokenizerError
+from textme_cxr_clip import (
+    CheckpointError,
+    CheckpointMismatchError,
+    CXRClipEncoder,
+    CXRClipLoadError,
+    TokenizerError,
+)
 from textme_cxr_clip.checkpoint import save_converted
 from textme_cxr_clip.images import window
 
 import textme_sdk as tm
-from textme_sdk.errors import EmptyInputError, InvalidInputError, MissingInputFileError
-
-
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory):
-    return write_tokenizer(tmp_path_factory.mktemp("tokenizer"))
+from textme_sdk import errors as core_errors
+from textme_sdk.errors import (
+    EmptyInputError,
+    EncoderLoadError,
+    InvalidInputError,
+    MissingInputFileError,
+)
+from textme_sdk.testing import check_encoder
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +55,6 @@ def swin(tokenizer_dir):
 def r50(tokenizer_dir):
     arch = tiny_r50(tokenizer_dir)
     return CXRClipEncoder("r50", random_init=True, architecture=arch, device="cpu").load()
-
-
-@pytest.fixture(scope="module")
-def anchor():
-    return tm.get_anchor("minilm")
 
 
 def grey8(seed: int = 0, size: tuple[int, int] = (80, 72)) -> np.ndarray:
@@ -70,12 +72,13 @@ def test_registered_lazily_with_its_licence():
         "assert enc.embedding_dim == 512 and not enc.is_loaded\n"
         "heavy = [m for m in ('transformers', 'torchvision', 'pydicom') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
-        "print(enc.config())\n"
+        "print(json.dumps(enc.config()))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, check=False)
+    out = subprocess.run([sys.executable, "-c", "import json\n" + code], capture_output=True,
+                         text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
-    assert "{'model': 'swint_mcc', 'embedding_dim': 512}" in out.stdout
+    assert json.loads(out.stdout) == {"model": "swint_mcc", "random_init": False,
+                                      "embedding_dim": 512}
 
 
 def test_configs_round_trip_as_json(swin, tokenizer_dir, tmp_path, monkeypatch):
@@ -92,6 +95,7 @@ def test_configs_round_trip_as_json(swin, tokenizer_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     enc = CXRClipEncoder(checkpoint="tiny.safetensors", tokenizer=os.path.relpath(tokenizer_dir))
     assert enc.config() == {"checkpoint": str(weights), "tokenizer": str(tokenizer_dir),
+                            "random_init": False,
                             "embedding_dim": 32}  # read from the file's header, not loaded
     assert not enc.is_loaded
     with pytest.raises(InvalidInputError, match="random_init=True"):
@@ -282,35 +286,31 @@ def test_useless_tokenizers_are_refused(tokenizer_dir, tmp_path):
 
 
 # -- end to end --------------------------------------------------------------------------------
-def test_trains_end_to_end_and_reloads_from_the_bundle(swin, anchor, tmp_path):
-    """compute_offsets -> train_projector -> TextME -> embed files -> save -> from_pretrained."""
+def test_trains_end_to_end_and_reloads_from_the_bundle(swin, tmp_path):
+    """offsets -> training -> embed files -> save -> from_pretrained, via textme_sdk.testing."""
     weights = save_converted(random_state(swin.architecture, seed=3), swin.architecture,
                              tmp_path / "tiny_swint.safetensors")
     enc = tm.get_encoder("cxr_clip", checkpoint=weights, device="cpu")
     assert enc.embedding_dim == 32 and not enc.is_loaded
     files = write_radiographs(tmp_path, 24)  # PNG, 16-bit PNG, JPEG, DICOM
-    texts = reports(40)  # unpaired with the files
-    offsets = tm.compute_offsets(enc, texts, files)
-    assert offsets.n_text == 40 and offsets.n_modal == 24 and offsets.dim == 32
-    cfg = tm.TrainConfig(epochs=2, batch_size=16, seed=0)
-    projector = tm.train_projector(enc, anchor, texts, offsets, cfg, cache=tmp_path / "cache")
-    model = tm.TextME(anchor, device="cpu").add_modality(enc, projector, offsets)
+    result = check_encoder(enc, reports(40), files, tmp_path, atol=1e-6,  # unpaired
+                           bad_inputs=[(tmp_path / "gone.dcm", MissingInputFileError)])
+    assert result.model.embed(files[3], modality="xray").shape == (384,)  # a single DICOM
+    stored = json.loads((result.bundle / "config.json").read_text())["modalities"]["xray"]
+    assert stored["encoder"] == {"checkpoint": str(weights), "random_init": False,
+                                 "embedding_dim": 32}
+    # a config stored by earlier versions (defaults left out) rebuilds the same encoder
+    old = {"checkpoint": str(weights), "embedding_dim": 32}
+    assert tm.get_encoder("cxr_clip", **old).config() == stored["encoder"]
 
-    emb = model.embed(files[:8], modality="xray")
-    assert emb.shape == (8, 384) and np.isfinite(emb).all()
-    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
-    assert model.embed(files[3], modality="xray").shape == (384,)  # a single DICOM
 
-    bundle = model.save_pretrained(tmp_path / "bundle")
-    stored = json.loads((bundle / "config.json").read_text())["modalities"]["xray"]
-    assert stored["encoder"] == enc.config() == {"checkpoint": str(weights), "embedding_dim": 32}
-    loaded = tm.TextME.from_pretrained(bundle, device="cpu")
-    reloaded = loaded.entry("xray").encoder
-    assert reloaded is not enc and not reloaded.is_loaded
-    reloaded.load("cpu")
-    np.testing.assert_allclose(loaded.embed(files[:8], modality="xray"), emb, atol=1e-6)
-    np.testing.assert_allclose(
-        loaded.embed(["left pleural effusion"], modality="text", via="xray"),
-        model.embed(["left pleural effusion"], modality="text", via="xray"), atol=1e-6)
-    with pytest.raises(InvalidInputError, match="not found"):
-        loaded.embed([tmp_path / "gone.dcm"], modality="xray")
+def test_requested_dimension_is_checked_and_errors_subclass_the_core_ones(tokenizer_dir):
+    arch = tiny_swin(tokenizer_dir).to_dict()
+    with pytest.raises(EncoderLoadError, match="produces 32-d embeddings, but embedding_dim=64"):
+        CXRClipEncoder(random_init=True, architecture=arch, embedding_dim=64).load("cpu")
+    assert issubclass(CXRClipLoadError, EncoderLoadError)
+    assert issubclass(CheckpointMismatchError, CheckpointError)
+    assert issubclass(CheckpointError, CXRClipLoadError)
+    assert issubclass(CheckpointError, core_errors.CheckpointError)
+    assert issubclass(TokenizerError, CXRClipLoadError)
+    assert issubclass(TokenizerError, core_errors.TokenizerError)

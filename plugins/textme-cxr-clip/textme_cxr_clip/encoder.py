@@ -16,13 +16,14 @@ from the Hugging Face Hub or its cache) unless ``tokenizer=`` names another id o
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
 import torch
 
 from textme_sdk import InputSpec, ModalityEncoder
+from textme_sdk.checkpoints import RANDOM_WEIGHTS, warn_random_weights
+from textme_sdk.encoders import absolute_path
 from textme_sdk.encoders import check_tokenizer as _check
 from textme_sdk.errors import InvalidInputError
 
@@ -36,8 +37,6 @@ from .checkpoint import (
 )
 from .errors import ArchitectureError, CXRClipLoadError, TokenizerError
 from .images import RADIOGRAPH_EXTENSIONS, build_transform, to_rgb
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_MODEL", "LICENSE", "CXRClipEncoder", "check_tokenizer", "load_tokenizer"]
 
@@ -153,7 +152,7 @@ class CXRClipEncoder(ModalityEncoder):
         self.random_init = bool(random_init)
         self.cache_dir = cache_dir
         self.hf_cache_dir = hf_cache_dir
-        self.tokenizer_name = self._absolute(tokenizer)
+        self.tokenizer_name = absolute_path(os.fspath(tokenizer)) if tokenizer is not None else None
         self._arch: Architecture | None = None
         if self.random_init:
             self._arch = (Architecture.from_dict(architecture) if architecture is not None
@@ -171,19 +170,11 @@ class CXRClipEncoder(ModalityEncoder):
                 self._arch = read_converted_architecture(self.checkpoint)
             except CXRClipLoadError:
                 self._arch = None
-        self._expected_dim = embedding_dim
         self.embedding_dim = embedding_dim or (self._arch.embedding_dim if self._arch else 512)
-        self.license = "random weights" if self.random_init else LICENSE
+        self.license = RANDOM_WEIGHTS if self.random_init else LICENSE
         self._model: torch.nn.Module | None = None
         self._tokenizer: Any = None
         self._transform: Any = None
-
-    @staticmethod
-    def _absolute(tokenizer: str | os.PathLike | None) -> str | None:
-        if tokenizer is None:
-            return None
-        path = os.path.expanduser(os.fspath(tokenizer))
-        return os.path.abspath(path) if os.path.isdir(path) else os.fspath(tokenizer)
 
     @property
     def architecture(self) -> Architecture | None:
@@ -224,13 +215,8 @@ class CXRClipEncoder(ModalityEncoder):
                 f"model={self.model!r} is a {wanted} but the weights hold a {_family_of(arch)} "
                 f"({arch.image_encoder}); drop model= or use the matching checkpoint"
             )
-        if self._expected_dim and arch.embedding_dim != self._expected_dim:
-            raise CXRClipLoadError(
-                f"the weights produce {arch.embedding_dim}-d embeddings, but embedding_dim="
-                f"{self._expected_dim} was requested (e.g. by a bundle); use the matching model"
-            )
         if state is None:
-            logger.warning("cxr_clip: RANDOM weights (random_init=True)")
+            warn_random_weights("cxr_clip", f"CXR-CLIP {_family_of(arch)}")
             model = build_model(arch, "cpu", seed=0)
         else:
             model = build_model(arch, "cpu")
@@ -242,7 +228,7 @@ class CXRClipEncoder(ModalityEncoder):
         self._model = model.to(device=device, dtype=dtype or torch.float32).eval()
         self._tokenizer = tokenizer
         self._transform = build_transform(arch.image_size, arch.mean, arch.std)
-        self.embedding_dim = arch.embedding_dim
+        self.embedding_dim = arch.embedding_dim  # the base class checks a requested size
 
     @property
     def model_dtype(self) -> torch.dtype:
@@ -275,18 +261,15 @@ class CXRClipEncoder(ModalityEncoder):
         tokens = {k: v.to(self.device) for k, v in self.tokenize(texts).items()}
         return self._model.embed_text(tokens)  # type: ignore[union-attr]
 
+    #: not stored by config() as given: cache folders, an Architecture object
+    config_exclude = ("device", "dtype", "cache_dir", "hf_cache_dir", "architecture")
+
     def config(self) -> dict[str, Any]:
-        """Keyword arguments that rebuild this encoder (local paths stored absolute)."""
-        cfg: dict[str, Any] = {}
-        if self.model is not None:
-            cfg["model"] = self.model
-        if self.checkpoint is not None:
-            cfg["checkpoint"] = self.checkpoint
+        """Keyword arguments that rebuild this encoder: the constructor's, with local paths
+        stored absolute, the published model named when it was the default, and the
+        architecture of random weights as a dict (cache folders are not stored)."""
+        cfg = {**super().config(), "model": self.model, "checkpoint": self.checkpoint,
+               "tokenizer": self.tokenizer_name}
         if self.random_init:
-            cfg["random_init"] = True
             cfg["architecture"] = self._arch.to_dict()  # type: ignore[union-attr]
-        if self.tokenizer_name is not None:
-            cfg["tokenizer"] = self.tokenizer_name
-        if self.embedding_dim:
-            cfg["embedding_dim"] = self.embedding_dim
-        return cfg
+        return {key: value for key, value in cfg.items() if value is not None}

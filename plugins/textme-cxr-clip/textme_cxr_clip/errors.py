@@ -1,8 +1,9 @@
-"""Errors of the ``cxr_clip`` plugin; all are textme-sdk ``TextMEError`` subclasses."""
+"""Errors of the ``cxr_clip`` plugin; subclasses of textme-sdk's ``EncoderLoadError`` (and of its
+``CheckpointError`` / ``TokenizerError`` where they match)."""
 
 from __future__ import annotations
 
-from textme_sdk.errors import TextMEError
+from textme_sdk import errors
 
 __all__ = [
     "ArchitectureError",
@@ -13,11 +14,11 @@ __all__ = [
 ]
 
 
-class CXRClipLoadError(TextMEError):
+class CXRClipLoadError(errors.EncoderLoadError):
     """A CXR-CLIP model, its weights or its tokenizer could not be loaded."""
 
 
-class CheckpointError(CXRClipLoadError):
+class CheckpointError(CXRClipLoadError, errors.CheckpointError):
     """A checkpoint cannot be read safely, converted, found or downloaded."""
 
 
@@ -29,5 +30,5 @@ class ArchitectureError(CXRClipLoadError, ValueError):
     """A CXR-CLIP architecture description is invalid or does not match a checkpoint."""
 
 
-class TokenizerError(CXRClipLoadError):
+class TokenizerError(CXRClipLoadError, errors.TokenizerError):
     """The text tokenizer is missing, silently useless, or does not fit the text encoder."""

@@ -19,25 +19,23 @@ what 8-bit pipelines lack, so that other radiograph sources reach the same 8-bit
   that bone is bright as in ``MONOCHROME2``; then 8-bit greyscale. Multi-frame files are
   refused; compressed transfer syntaxes need pydicom's optional decoders.
 
-Arrays and tensors follow the clip plugin's conventions: ``H x W`` or ``H x W x C`` numpy
-arrays (``C x H x W`` when unambiguous), ``C x H x W`` tensors; ``uint8`` is 0..255, floats must
-be in 0..1, wider integers are stretched as 16-bit images are.
+Arrays and tensors follow the clip plugin's conventions (:class:`textme_sdk.images.ImageReader`):
+``H x W`` or ``H x W x C`` numpy arrays (``C x H x W`` when unambiguous), ``C x H x W`` tensors;
+``uint8`` is 0..255, floats must be in 0..1, wider integers are stretched as 16-bit images are.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from textme_sdk.encoders import check_input_file
 from textme_sdk.errors import InvalidInputError
-from textme_sdk.images import to_hwc, to_uint8
+from textme_sdk.images import ImageReader, to_uint8
 
 __all__ = [
     "RADIOGRAPH_EXTENSIONS",
@@ -54,7 +52,6 @@ RADIOGRAPH_EXTENSIONS: tuple[str, ...] = (
     ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".dcm", ".dicom",
 )
 _DICOM_SUFFIXES = (".dcm", ".dicom")
-_CHANNELS = (1, 3, 4)
 
 
 # -- entry point -------------------------------------------------------------------------------
@@ -66,22 +63,7 @@ def to_rgb(item: Any) -> Image.Image:
             channel count, zero size, NaN/inf, or values out of range.
         MissingInputFileError: a path that does not exist.
     """
-    if isinstance(item, Image.Image):
-        return _pil_to_rgb(item)
-    if isinstance(item, (str, os.PathLike)):
-        return _open(os.fspath(item))
-    if isinstance(item, torch.Tensor):
-        return _array_to_rgb(_tensor_to_hwc(item))
-    if isinstance(item, np.ndarray):
-        return _array_to_rgb(_numpy_to_hwc(item))
-    pydicom = sys.modules.get("pydicom")  # a Dataset can only exist once pydicom is imported
-    if pydicom is not None and isinstance(item, pydicom.Dataset):
-        return _grey_or_rgb(dicom_to_grey(item))
-    raise InvalidInputError(
-        f"cxr_clip cannot read a radiograph from a {type(item).__name__}; pass a file path "
-        "(PNG, JPEG, TIFF or DICOM), a PIL image, a pydicom Dataset, a numpy array (H x W or "
-        "H x W x C) or a torch tensor (C x H x W)"
-    )
+    return _READER(item)
 
 
 def build_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> Any:
@@ -108,28 +90,6 @@ def is_dicom_file(path: str) -> bool:
             return f.read(4) == b"DICM"
     except OSError:
         return False
-
-
-def _open(path: str) -> Image.Image:
-    check_input_file(path, "radiograph", "*.png")
-    if is_dicom_file(path):
-        return _grey_or_rgb(read_dicom(path))
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return _pil_to_rgb(img)
-    except InvalidInputError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise InvalidInputError(
-            f"image {path!r} is too large for PIL's decompression-bomb guard ({exc}); if you "
-            "trust it, raise PIL.Image.MAX_IMAGE_PIXELS or downscale it first"
-        ) from exc
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise InvalidInputError(
-            f"could not decode image {path!r} ({exc}); the file is corrupt or not an image - "
-            "re-export it as PNG, JPEG or DICOM"
-        ) from exc
 
 
 # -- DICOM -------------------------------------------------------------------------------------
@@ -260,38 +220,38 @@ def _grey_or_rgb(arr: np.ndarray) -> Image.Image:
 
 
 # -- PIL images, arrays, tensors ---------------------------------------------------------------
-def _pil_to_rgb(img: Image.Image) -> Image.Image:
-    """RGB copy; modes wider than 8 bits are stretched (see the module doc), not saturated."""
-    if img.width == 0 or img.height == 0:
-        raise InvalidInputError(f"image has zero size ({img.width} x {img.height}); skip it")
-    if img.mode.startswith("I") or img.mode == "F":
-        return _grey_or_rgb(_to_uint8(stretch(np.asarray(img))))
-    return img.convert("RGB")
+class _RadiographReader(ImageReader):
+    """textme-sdk's image reader with radiograph rules: DICOM files and datasets, and images
+    wider than 8 bits stretched min..max (see the module doc)."""
+
+    def read_file(self, path: str) -> Image.Image:
+        check_input_file(path, self.thing, self.example_glob)
+        if is_dicom_file(path):
+            return _grey_or_rgb(read_dicom(path))
+        return super().read_file(path)
+
+    def wide_mode(self, img: Image.Image) -> Image.Image | None:
+        if img.mode.startswith("I") or img.mode == "F":
+            return _grey_or_rgb(_to_uint8(stretch(np.asarray(img))))
+        return None
+
+    def pixels_to_uint8(self, arr: np.ndarray) -> np.ndarray:
+        return to_uint8(
+            arr,
+            range_hint="scale them (e.g. a window) or pass raw detector values as an integer "
+                       "array to be stretched",
+            integers=lambda a: _to_uint8(stretch(a)),
+            dtype_hint="use uint8 (0..255), an integer type (stretched) or float (0..1)")
+
+    def other(self, item: Any) -> Image.Image | None:
+        pydicom = sys.modules.get("pydicom")  # a Dataset can only exist once pydicom is imported
+        if pydicom is not None and isinstance(item, pydicom.Dataset):
+            return _grey_or_rgb(dicom_to_grey(item))
+        return None
 
 
-def _numpy_to_hwc(arr: np.ndarray) -> np.ndarray:
-    return to_hwc(arr, "cxr_clip", "radiograph")
-
-
-def _tensor_to_hwc(tensor: torch.Tensor) -> np.ndarray:
-    return to_hwc(tensor, "cxr_clip", "radiograph")
-
-
-def _array_values_to_uint8(arr: np.ndarray) -> np.ndarray:
-    return to_uint8(
-        arr,
-        range_hint="scale them (e.g. a window) or pass raw detector values as an integer array "
-                   "to be stretched",
-        integers=lambda a: _to_uint8(stretch(a)),
-        dtype_hint="use uint8 (0..255), an integer type (stretched) or float (0..1)")
-
-
-def _array_to_rgb(hwc: np.ndarray) -> Image.Image:
-    if hwc.shape[0] == 0 or hwc.shape[1] == 0:
-        raise InvalidInputError(f"image has zero size (shape {tuple(hwc.shape)}); skip it")
-    data = _array_values_to_uint8(np.ascontiguousarray(hwc))
-    if data.shape[-1] == 1:
-        return _grey_or_rgb(data[:, :, 0])
-    if data.shape[-1] == 4:
-        return Image.fromarray(data).convert("RGB")
-    return Image.fromarray(data)
+_READER = _RadiographReader(
+    "cxr_clip", "radiograph", example_glob="*.png", formats="PNG, JPEG or DICOM",
+    accepted="a file path (PNG, JPEG, TIFF or DICOM), a PIL image, a pydicom Dataset, a numpy "
+             "array (H x W or H x W x C) or a torch tensor (C x H x W)",
+)

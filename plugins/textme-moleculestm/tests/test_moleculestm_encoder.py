@@ -33,7 +33,14 @@ from textme_moleculestm.features import mol_to_graph
 from textme_moleculestm.text import TokenizerError, check_tokenizer
 
 import textme_sdk as tm
-from textme_sdk.errors import EmptyInputError, InvalidInputError, MissingInputFileError
+from textme_sdk import errors as core_errors
+from textme_sdk.errors import (
+    EmptyInputError,
+    EncoderLoadError,
+    InvalidInputError,
+    MissingInputFileError,
+)
+from textme_sdk.testing import check_encoder
 
 SMILES = ["CCO", "c1ccccc1C(=O)O", "N[C@@H](C)C(=O)O", "[Na+].[Cl-]", "CC(=O)Nc1ccc(O)cc1",
           "C1CCCCC1", "O=C=O", "CN1C=NC2=C1C(=O)N(C(=O)N2C)C"]
@@ -79,7 +86,8 @@ def test_config_round_trips_and_stores_absolute_paths(tiny_kwargs, checkpoint, m
     json.dumps(cfg)
     hub = MoleculeSTMEncoder(subfolder="pretrained_MoleculeSTM/run", revision="abc")
     assert hub.config() == {"model": "chao1224/MoleculeSTM",
-                            "subfolder": "pretrained_MoleculeSTM/run", "revision": "abc"}
+                            "subfolder": "pretrained_MoleculeSTM/run", "revision": "abc",
+                            "on_invalid": "raise"}  # the 256-d default is stored once loaded
     with pytest.raises(InvalidInputError, match="'raise' or 'skip'"):
         MoleculeSTMEncoder(on_invalid="ignore")
 
@@ -431,8 +439,13 @@ def test_useless_tokenizers_and_offline_hub_fail_clearly(tmp_path, monkeypatch, 
 
 
 def test_requested_dimension_is_checked(tiny_kwargs):
-    with pytest.raises(MoleculeSTMLoadError, match="embedding_dim=256"):
+    with pytest.raises(EncoderLoadError, match="produces 24-d embeddings, but embedding_dim=256"):
         MoleculeSTMEncoder(**tiny_kwargs, embedding_dim=256).load()
+    assert issubclass(MoleculeSTMLoadError, EncoderLoadError)
+    assert issubclass(CheckpointError, MoleculeSTMLoadError)
+    assert issubclass(CheckpointError, core_errors.CheckpointError)
+    assert issubclass(TokenizerError, MoleculeSTMLoadError)
+    assert issubclass(TokenizerError, core_errors.TokenizerError)
 
 
 # -- end to end ----------------------------------------------------------------------------
@@ -453,26 +466,18 @@ DESCRIPTIONS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def anchor():
-    """The real all-MiniLM-L6-v2 anchor (384-d, offline)."""
-    return tm.get_anchor("minilm")
-
-
-def test_trains_end_to_end_and_reloads_from_the_bundle(tiny_kwargs, anchor, tmp_path):
-    """compute_offsets -> train_projector -> TextME -> embed SMILES -> save -> from_pretrained."""
+def test_trains_end_to_end_and_reloads_from_the_bundle(tiny_kwargs, tmp_path):
+    """offsets -> training -> embed SMILES -> save -> from_pretrained (textme_sdk.testing), then
+    what is MoleculeSTM's own: skipping invalid molecules, and a bundle without offsets."""
     enc = tm.get_encoder("moleculestm", **tiny_kwargs, device="cpu")
-    offsets = tm.compute_offsets(enc, DESCRIPTIONS, MOLECULE_POOL)  # unpaired samples
-    assert offsets.n_text == 48 and offsets.n_modal == 32 and offsets.dim == 24
-    cfg = tm.TrainConfig(epochs=2, batch_size=16, seed=0)
-    projector = tm.train_projector(enc, anchor, DESCRIPTIONS, offsets, cfg,
-                                   cache=tmp_path / "cache")
-    model = tm.TextME(anchor, device="cpu").add_modality(enc, projector, offsets)
-
-    emb = model.embed(MOLECULE_POOL[:8], modality="molecule")
-    assert emb.shape == (8, 384) and np.isfinite(emb).all()
-    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
-    assert model.embed("CCO", modality="molecule").shape == (384,)
+    result = check_encoder(enc, DESCRIPTIONS, MOLECULE_POOL, tmp_path / "check", atol=1e-6,
+                           bad_inputs=[("C1CC", InvalidMoleculeError)])  # unpaired samples
+    model, emb = result.model, result.embeddings
+    assert result.offsets.dim == 24
+    stored = result.loaded.entry("molecule").encoder.config()
+    assert stored == {**tiny_kwargs, "on_invalid": "raise", "embedding_dim": 24}
+    # a config stored by earlier versions (defaults left out) rebuilds the same encoder
+    assert tm.get_encoder("moleculestm", **tiny_kwargs, embedding_dim=24).config() == stored
     raw = model.embed(MOLECULE_POOL[:8], modality="molecule", use_offsets=False)
     assert not np.allclose(raw, emb, atol=1e-4)  # the no-offset ablation the paper recommends
 
@@ -485,26 +490,17 @@ def test_trains_end_to_end_and_reloads_from_the_bundle(tiny_kwargs, anchor, tmp_
 
     # the recommended setting for MoleculeSTM: no offsets (zero centroids stored in the bundle)
     zero = tm.Offsets.zeros(enc.embedding_dim)
-    plain = tm.train_projector(enc, anchor, DESCRIPTIONS, zero, cfg, cache=tmp_path / "cache")
+    plain = tm.train_projector(enc, model.anchor, DESCRIPTIONS, zero,
+                               tm.TrainConfig(epochs=2, batch_size=16, seed=0),
+                               cache=tmp_path / "check" / "cache")  # check_encoder's cache
     model.add_modality(enc, plain, zero, name="molecule-no-offsets")
     plain_emb = model.embed(MOLECULE_POOL[:8], modality="molecule-no-offsets")
-
-    bundle = model.save_pretrained(tmp_path / "bundle")
-    stored = json.loads((bundle / "config.json").read_text())["modalities"]["molecule"]
-    assert stored["plugin"] == "moleculestm" and stored["encoder"] == enc.config()
-    loaded = tm.TextME.from_pretrained(bundle, device="cpu")
-    reloaded = loaded.entry("molecule").encoder
-    assert reloaded is not enc and not reloaded.is_loaded
-    reloaded.load("cpu")
+    loaded = tm.TextME.from_pretrained(model.save_pretrained(tmp_path / "bundle"),
+                                       anchor=model.anchor, device="cpu")
+    assert loaded.entry("molecule-no-offsets").encoder.config() == enc.config()
     np.testing.assert_allclose(loaded.embed(MOLECULE_POOL[:8], modality="molecule"), emb,
                                atol=1e-6)
     np.testing.assert_allclose(loaded.embed(MOLECULE_POOL[:8], modality="molecule-no-offsets"),
                                plain_emb, atol=1e-6)
-    np.testing.assert_allclose(
-        loaded.embed(["an aromatic carboxylic acid"], modality="text", via="molecule"),
-        model.embed(["an aromatic carboxylic acid"], modality="text", via="molecule"), atol=1e-6)
-
     with pytest.raises(InvalidMoleculeError, match="input 1"):
         loaded.embed(["CCO", "C1CC"], modality="molecule")
-    with pytest.raises(EmptyInputError):
-        loaded.embed([], modality="molecule")

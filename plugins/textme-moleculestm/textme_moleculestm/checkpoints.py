@@ -40,8 +40,8 @@ from typing import Any
 
 import torch
 
+from textme_sdk import errors
 from textme_sdk.checkpoints import load_strict as core_load_strict
-from textme_sdk.errors import TextMEError
 
 __all__ = [
     "CHECKPOINT_STEMS",
@@ -79,11 +79,11 @@ _SUFFIXES = (".safetensors", ".pth")
 _STALE_TEXT_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
 
 
-class MoleculeSTMLoadError(TextMEError):
+class MoleculeSTMLoadError(errors.EncoderLoadError):
     """MoleculeSTM weights or its tokenizer could not be loaded."""
 
 
-class CheckpointError(MoleculeSTMLoadError):
+class CheckpointError(MoleculeSTMLoadError, errors.CheckpointError):
     """A checkpoint file is missing, unreadable, or does not match the architecture."""
 
 

@@ -22,12 +22,12 @@ from typing import Any
 import torch
 
 from textme_sdk import InputSpec, ModalityEncoder
+from textme_sdk.encoders import absolute_path, overrides_batching
 from textme_sdk.errors import EmptyInputError, InvalidInputError
 
 from .checkpoints import (
     HUB_REPO,
     CheckpointError,
-    MoleculeSTMLoadError,
     checkpoint_paths,
     drop_stale_text_buffers,
     load_strict,
@@ -40,6 +40,7 @@ from .molecules import (
     InvalidMoleculeError,
     OnInvalid,
     check_on_invalid,
+    molecule_list,
     quiet_rdkit,
     to_mol,
 )
@@ -53,13 +54,6 @@ LICENSE = ("NVIDIA Source Code License for MoleculeSTM: non-commercial use only 
            "evaluation); applies to the MoleculeSTM checkpoints and code. SciBERT: Apache-2.0")
 #: Inputs featurised per call of the base class (bounds memory for long input lists).
 _CHUNK = 2048
-
-
-def _absolute_if_local(name: str) -> str:
-    """An existing local path as an absolute path (bundles store :meth:`config`); Hub ids
-    unchanged."""
-    path = os.path.expanduser(name)
-    return os.path.abspath(path) if os.path.exists(path) else name
 
 
 class MoleculeSTMEncoder(ModalityEncoder):
@@ -109,16 +103,16 @@ class MoleculeSTMEncoder(ModalityEncoder):
         super().__init__(device, dtype)
         if not isinstance(model, (str, os.PathLike)) or not os.fspath(model):
             raise InvalidInputError(f"model must be a Hub repo id or a folder, got {model!r}")
-        self.model_id = _absolute_if_local(os.fspath(model))
+        self.model_id = absolute_path(os.fspath(model))  # bundles store it: from any folder
         self.subfolder = subfolder
         self.revision = revision
-        self.tokenizer = (_absolute_if_local(os.fspath(tokenizer))
+        self.tokenizer = (absolute_path(os.fspath(tokenizer))
                           if isinstance(tokenizer, (str, os.PathLike)) else tokenizer)
         self.text_config = dict(text_config) if text_config else None
         self.on_invalid: OnInvalid = check_on_invalid(on_invalid)
         self.cache_dir = cache_dir
-        self.embedding_dim = embedding_dim or 256
-        self._expected_dim = embedding_dim
+        self.embedding_dim = embedding_dim or 256  # the released checkpoints' size
+        self._dim_is_a_guess = not embedding_dim  # until loading measures it
         self._mol_tower: Any = None
         self._text_tower: Any = None
         self._tok: Any = None
@@ -172,13 +166,8 @@ class MoleculeSTMEncoder(ModalityEncoder):
             tokenizer = load_tokenizer(tokenizer or SCIBERT, self.cache_dir)
         check_tokenizer(tokenizer, text_tower.text_model.config.vocab_size,
                         f"for {self.source}")
-        if self._expected_dim and latent != self._expected_dim:
-            raise MoleculeSTMLoadError(
-                f"{self.source} produces {latent}-d embeddings, but embedding_dim="
-                f"{self._expected_dim} was requested (e.g. by a bundle); use the matching weights"
-            )
         self._mol_tower, self._text_tower, self._tok = mol_tower, text_tower, tokenizer
-        self.embedding_dim = latent
+        self.embedding_dim, self._dim_is_a_guess = latent, False  # the base class checks it
         logger.info("moleculestm: loaded %s (GIN %d x %d, chirality table %d rows, %d-d)",
                     self.source, gin_config.num_layer, gin_config.emb_dim,
                     gin_config.chirality_rows, latent)
@@ -230,17 +219,7 @@ class MoleculeSTMEncoder(ModalityEncoder):
 
     def _encode(self, inputs: Any, batch_size: int, show_progress_bar: bool | None,
                 skip: bool) -> tuple[torch.Tensor, list[int], int]:
-        if isinstance(inputs, (str, bytes, os.PathLike)):
-            raise InvalidInputError(
-                f"{self.name}.encode_modal expects a list of molecules, got a single "
-                f"{type(inputs).__name__}; wrap it in a list: [{os.fspath(inputs)!r:.60}]"
-            )
-        try:
-            items = list(inputs)
-        except TypeError as exc:
-            raise InvalidInputError(
-                f"{self.name}.encode_modal expects a list of molecules, got "
-                f"{type(inputs).__name__}") from exc
+        items = molecule_list(inputs, f"{self.name}.encode_modal expects")
         if not items:
             raise EmptyInputError(
                 f"{self.name}.encode_modal was given no inputs; pass at least one")
@@ -259,6 +238,7 @@ class MoleculeSTMEncoder(ModalityEncoder):
         out = torch.cat(parts) if parts else torch.empty(0, self.embedding_dim)
         return out, kept, len(items)
 
+    @overrides_batching  # validates, batches and skips itself, then calls the base class
     def encode_modal(self, inputs: Sequence[Any], batch_size: int = 32,
                      show_progress_bar: bool | None = None) -> torch.Tensor:
         """Embed molecules; L2-normalised float32 ``[N, 256]`` on CPU.
@@ -310,25 +290,24 @@ class MoleculeSTMEncoder(ModalityEncoder):
                                 tokens["attention_mask"].to(self.device))
 
     # -- description ------------------------------------------------------------------------
+    #: not stored by config() as given: where downloads are cached, a tokenizer object
+    config_exclude = ("device", "dtype", "cache_dir", "tokenizer")
+
     def config(self) -> dict[str, Any]:
-        """Keyword arguments that rebuild this encoder (local paths absolute; a tokenizer
-        object is not stored, only a tokenizer name or folder). For the Hub repo the folder of
-        the run is always stored, so a bundle keeps its weights if the default changes."""
-        cfg: dict[str, Any] = {"model": self.model_id}
+        """Keyword arguments that rebuild this encoder: the constructor's, with local paths
+        absolute. A tokenizer object is not stored (only a tokenizer name or folder), nor
+        ``cache_dir``, nor the 256-d default of a model not loaded yet. For the Hub repo the
+        folder of the run is always stored, so a bundle keeps its weights if the default
+        changes."""
+        cfg = {**super().config(), "model": self.model_id}
         if not os.path.isdir(self.model_id):
             cfg["subfolder"] = resolve_subfolder(self.subfolder)
         elif self.subfolder is not None:
             cfg["subfolder"] = self.subfolder
-        if self.revision:
-            cfg["revision"] = self.revision
         if isinstance(self.tokenizer, str):
             cfg["tokenizer"] = self.tokenizer
-        if self.text_config:
-            cfg["text_config"] = dict(self.text_config)
-        if self.on_invalid != "raise":
-            cfg["on_invalid"] = self.on_invalid
-        if self.is_loaded or self._expected_dim:
-            cfg["embedding_dim"] = self.embedding_dim
+        if self._dim_is_a_guess:
+            cfg.pop("embedding_dim", None)
         return cfg
 
     def info(self) -> dict[str, Any]:

@@ -39,6 +39,7 @@ __all__ = [
     "InvalidMoleculeError",
     "OnInvalid",
     "ParsedMolecules",
+    "molecule_list",
     "parse_molecules",
     "read_sdf",
     "to_mol",
@@ -191,6 +192,28 @@ def to_mol(item: Any, index: int | None = None) -> Any:
     return mol
 
 
+def molecule_list(inputs: Any, expecting: str = "expected") -> list[Any]:
+    """``inputs`` as a list, refusing one molecule passed on its own (a string or a path).
+
+    Args:
+        inputs: a sequence of SMILES strings, ``Mol`` objects or paths.
+        expecting: who expects the list, for the message (``"x.encode_modal expects"``).
+
+    Raises:
+        InvalidInputError: a single string, bytes or path, or something that is not iterable.
+    """
+    if isinstance(inputs, (str, bytes, os.PathLike)):
+        raise InvalidInputError(
+            f"{expecting} a list of molecules, got a single {type(inputs).__name__}; wrap it in "
+            f"a list: [{_short(inputs, 60)}]"
+        )
+    try:
+        return list(inputs)
+    except TypeError as exc:
+        raise InvalidInputError(
+            f"{expecting} a list of molecules, got {type(inputs).__name__}") from exc
+
+
 @dataclass
 class ParsedMolecules:
     """The outcome of :func:`parse_molecules`.
@@ -224,16 +247,7 @@ def parse_molecules(inputs: Sequence[Any], on_invalid: OnInvalid = "raise") -> P
         InvalidMoleculeError: an invalid molecule with ``on_invalid="raise"``.
     """
     check_on_invalid(on_invalid)
-    if isinstance(inputs, (str, bytes, os.PathLike)):
-        raise InvalidInputError(
-            f"expected a list of molecules, got a single {type(inputs).__name__}; wrap it in a "
-            f"list: [{_short(inputs, 40)}]"
-        )
-    try:
-        items = list(inputs)
-    except TypeError as exc:
-        raise InvalidInputError(
-            f"expected a list of molecules, got {type(inputs).__name__}") from exc
+    items = molecule_list(inputs)
     out = ParsedMolecules()
     for index, item in enumerate(items):
         try:

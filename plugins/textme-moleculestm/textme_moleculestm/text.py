@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from textme_sdk import errors
 from textme_sdk.encoders import check_tokenizer as _check
 
 from .checkpoints import MoleculeSTMLoadError
@@ -47,7 +48,7 @@ TEXT_MAX_TOKENS = 512
 _PROBE = "the molecule is an aromatic carboxylic acid with an amino group"
 
 
-class TokenizerError(MoleculeSTMLoadError):
+class TokenizerError(MoleculeSTMLoadError, errors.TokenizerError):
     """The text tokenizer is missing or silently useless."""
 
 

@@ -22,7 +22,13 @@ from textme_uni3d.points import (
 )
 from uni3d_testdata import TINY_ARCH, TINY_CLIP_ROOT
 
-from textme_sdk.errors import EmptyInputError, InvalidInputError, MissingInputFileError
+from textme_sdk import errors as core_errors
+from textme_sdk.errors import (
+    EmptyInputError,
+    EncoderLoadError,
+    InvalidInputError,
+    MissingInputFileError,
+)
 
 N = TINY_ARCH["npoints"]  # 256
 
@@ -57,7 +63,9 @@ def test_construction_is_cheap_and_config_round_trips(tmp_path):
     assert not enc.is_loaded and enc.embedding_dim == 1024 and enc.modality == "3d"
     cfg = enc.config()
     assert cfg == {"model": "uni3d-g", "clip_model": "EVA02-E-14-plus",
-                   "clip_pretrained": "laion2b_s9b_b144k", "embedding_dim": 1024}
+                   "clip_pretrained": "laion2b_s9b_b144k", "random_init": False,
+                   "sampling": "random", "seed": 0, "embedding_dim": 1024}
+    assert "micro_batch" not in Uni3DEncoder(micro_batch=2, cache_dir=str(tmp_path)).config()
     assert Uni3DEncoder(**cfg).config() == cfg
     ckpt = tmp_path / "model.pt"
     ckpt.write_bytes(b"")
@@ -149,9 +157,12 @@ def test_unavailable_text_weights_fail_fast_offline(monkeypatch, tmp_path, tiny_
 
 
 def test_requested_dimension_is_checked(tiny_clip):
-    with pytest.raises(Uni3DLoadError, match="embedding_dim=64"):
+    with pytest.raises(EncoderLoadError, match="produces 32-d embeddings, but embedding_dim=64"):
         Uni3DEncoder("tiny", arch=TINY_ARCH, clip_model=tiny_clip, random_init=True,
                      embedding_dim=64).load("cpu")
+    assert issubclass(Uni3DLoadError, EncoderLoadError)
+    assert issubclass(CheckpointError, Uni3DLoadError)
+    assert issubclass(CheckpointError, core_errors.CheckpointError)
     with pytest.raises(Uni3DLoadError, match="text tower .* 32-d .* point encoder 48-d"):
         Uni3DEncoder("tiny", arch={**TINY_ARCH, "embed_dim": 48}, clip_model=tiny_clip,
                      random_init=True).load("cpu")

@@ -1,17 +1,18 @@
-"""End to end through textme-sdk with the tiny Uni3D and the real MiniLM anchor:
-compute_offsets -> train_projector -> TextME.add_modality -> embed files -> save_pretrained ->
-from_pretrained (the encoder rebuilt from the bundle's config) -> the same embeddings."""
+"""End to end through textme-sdk with the tiny Uni3D and the real MiniLM anchor
+(:func:`textme_sdk.testing.check_encoder`): compute_offsets -> train_projector ->
+TextME.add_modality -> embed files -> save_pretrained -> from_pretrained (the encoder rebuilt
+from the bundle's config) -> the same embeddings."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
-import pytest
 from uni3d_testdata import TINY_ARCH
 
 import textme_sdk as tm
-from textme_sdk.errors import EmptyInputError, InvalidInputError
+from textme_sdk.errors import MissingInputFileError
+from textme_sdk.testing import check_encoder
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (40, 60, 220),
            "yellow": (230, 220, 40)}
@@ -65,45 +66,20 @@ def captions(n: int) -> list[str]:
     return out[:n]
 
 
-@pytest.fixture(scope="module")
-def anchor():
-    """The real all-MiniLM-L6-v2 anchor (384-d, offline)."""
-    return tm.get_anchor("minilm")
-
-
 def test_trains_end_to_end_and_reloads_from_the_bundle(tiny_clip, clip_weights, uni3d_checkpoint,
-                                                       anchor, tmp_path):
+                                                       tmp_path):
     enc = tm.get_encoder("uni3d", model="tiny", arch=TINY_ARCH, checkpoint=str(uni3d_checkpoint),
                          clip_model=tiny_clip, clip_pretrained=str(clip_weights[1]), device="cpu")
     assert enc.embedding_dim == 32 and not enc.is_loaded
-    files = write_shapes(tmp_path, 24)
-    texts = captions(40)  # unpaired: the captions do not describe these files one to one
-    offsets = tm.compute_offsets(enc, texts, files)
-    assert offsets.n_text == 40 and offsets.n_modal == 24 and offsets.dim == 32
-    cfg = tm.TrainConfig(epochs=2, batch_size=16, seed=0)
-    projector = tm.train_projector(enc, anchor, texts, offsets, cfg, cache=tmp_path / "cache")
-    model = tm.TextME(anchor, device="cpu").add_modality(enc, projector, offsets)
-
-    emb = model.embed(files[:8], modality="3d")
-    assert emb.shape == (8, 384) and np.isfinite(emb).all()
-    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
-    assert model.embed(files[0], modality="3d").shape == (384,)
-
-    bundle = model.save_pretrained(tmp_path / "bundle")
-    stored = json.loads((bundle / "config.json").read_text())["modalities"]["3d"]["encoder"]
-    assert stored == enc.config()
-    assert stored["checkpoint"] == str(uni3d_checkpoint) and stored["arch"] == TINY_ARCH
-    loaded = tm.TextME.from_pretrained(bundle, device="cpu")
-    reloaded = loaded.entry("3d").encoder
-    assert reloaded is not enc and not reloaded.is_loaded  # a fresh encoder, built from config
-    reloaded.load("cpu")
-    np.testing.assert_allclose(loaded.embed(files[:8], modality="3d"), emb, atol=1e-6)
-    np.testing.assert_allclose(
-        loaded.embed(["a red sphere"], modality="text", via="3d"),
-        model.embed(["a red sphere"], modality="text", via="3d"), atol=1e-6)
-
-    # bad inputs surface as typed errors through the top-level API too
-    with pytest.raises(EmptyInputError):
-        loaded.embed([], modality="3d")
-    with pytest.raises(InvalidInputError, match="not found"):
-        loaded.embed([tmp_path / "gone.ply"], modality="3d")
+    # unpaired: the captions do not describe these files one to one
+    result = check_encoder(enc, captions(40), write_shapes(tmp_path, 24), tmp_path, atol=1e-6,
+                           bad_inputs=[(tmp_path / "gone.ply", MissingInputFileError)])
+    stored = json.loads((result.bundle / "config.json").read_text())["modalities"]["3d"]
+    assert stored["encoder"] == {
+        "model": "tiny", "checkpoint": str(uni3d_checkpoint), "arch": TINY_ARCH,
+        "clip_model": tiny_clip, "clip_pretrained": str(clip_weights[1]), "random_init": False,
+        "sampling": "random", "seed": 0, "embedding_dim": 32}
+    # a config stored by earlier versions (defaults left out) rebuilds the same encoder
+    old = {key: stored["encoder"][key] for key in ("model", "checkpoint", "arch", "clip_model",
+                                                   "clip_pretrained", "embedding_dim")}
+    assert tm.get_encoder("uni3d", **old).config() == stored["encoder"]

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 
 from textme_sdk import InputSpec, ModalityEncoder
+from textme_sdk.checkpoints import RANDOM_WEIGHTS, warn_random_weights
+from textme_sdk.encoders import absolute_path
 from textme_sdk.errors import InvalidInputError
 
 from .arch import DEFAULT_MODEL, HUB_REPO, Uni3DArch, resolve_model
@@ -42,10 +44,7 @@ _WEIGHTS_LICENSE = (
 
 def _abs_file(path: str | None) -> str | None:
     """Absolute form of an existing local file; anything else (a tag) unchanged."""
-    if not path:
-        return path
-    expanded = os.path.expanduser(path)
-    return os.path.abspath(expanded) if os.path.isfile(expanded) else path
+    return absolute_path(path) if path and os.path.isfile(os.path.expanduser(path)) else path
 
 
 class Uni3DEncoder(ModalityEncoder):
@@ -128,10 +127,9 @@ class Uni3DEncoder(ModalityEncoder):
         self.points = PointParams(self.arch.npoints, sampling, seed)
         self.revision = revision
         self.cache_dir = cache_dir
-        self._expected_dim = embedding_dim
         self.embedding_dim = embedding_dim or self.arch.embed_dim
         if random_init:
-            self.license = "random weights"
+            self.license = RANDOM_WEIGHTS
         self.micro_batch = micro_batch
         self._model: torch.nn.Module | None = None
         self._text: torch.nn.Module | None = None
@@ -162,7 +160,7 @@ class Uni3DEncoder(ModalityEncoder):
         except (RuntimeError, ValueError) as exc:  # unknown timm name, width mismatch
             raise Uni3DLoadError(f"could not build Uni3D {self.model_name!r}: {exc}") from exc
         if self.random_init:
-            logger.warning("uni3d: %s uses RANDOM weights (random_init=True)", self.model_name)
+            warn_random_weights("uni3d", self.model_name)
             return model
         path = self._resolve_checkpoint()
         load_strict(model, read_state_dict(path), f"Uni3D checkpoint {path!r}")
@@ -198,12 +196,7 @@ class Uni3DEncoder(ModalityEncoder):
                 f"the text tower of {self.clip_model!r} gives {text_dim}-d embeddings but the "
                 f"point encoder {point_dim}-d; Uni3D needs the CLIP model it was trained with"
             )
-        if self._expected_dim and point_dim != self._expected_dim:
-            raise Uni3DLoadError(
-                f"{self.model_name} produces {point_dim}-d embeddings, but embedding_dim="
-                f"{self._expected_dim} was requested (e.g. by a bundle); use the matching model"
-            )
-        self.embedding_dim = point_dim
+        self.embedding_dim = point_dim  # the base class checks a requested size
 
     @property
     def model_dtype(self) -> torch.dtype:
@@ -230,24 +223,16 @@ class Uni3DEncoder(ModalityEncoder):
         tokens = self._tokenizer(texts).to(self.device)
         return self._text(tokens)
 
+    #: not stored by config() as given: the download cache, the memory bound, arch objects
+    config_exclude = ("device", "dtype", "cache_dir", "micro_batch", "arch")
+
     def config(self) -> dict[str, Any]:
-        """Keyword arguments that rebuild this encoder (local files stored as absolute paths)."""
-        cfg: dict[str, Any] = {"model": self.model_name, "clip_model": self.clip_model,
-                               "clip_pretrained": self.clip_pretrained,
-                               "embedding_dim": self.embedding_dim}
-        if self.checkpoint:
-            cfg["checkpoint"] = self.checkpoint
-        if self._arch_overrides:
-            cfg["arch"] = self._arch_overrides
-        if self.random_init:
-            cfg["random_init"] = True
-        if self.points.sampling != "random":
-            cfg["sampling"] = self.points.sampling
-        if self.points.seed != 0:
-            cfg["seed"] = self.points.seed
-        if self.revision:
-            cfg["revision"] = self.revision
-        return cfg
+        """Keyword arguments that rebuild this encoder: the constructor's, with local files as
+        absolute paths and ``arch`` as a dict (``cache_dir`` and ``micro_batch``, which do not
+        change the embeddings, are not stored)."""
+        cfg = {**super().config(), "checkpoint": self.checkpoint,
+               "clip_pretrained": self.clip_pretrained, "arch": self._arch_overrides}
+        return {key: value for key, value in cfg.items() if value is not None}
 
     @property
     def architecture(self) -> Uni3DArch:

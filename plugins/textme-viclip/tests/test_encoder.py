@@ -17,7 +17,13 @@ from textme_viclip import ViCLIPEncoder, ViCLIPLoadError, weights
 from viclip_testlib import TINY_ARCH, moving_square, write_video
 
 import textme_sdk as tm
-from textme_sdk.errors import EmptyInputError, InvalidInputError, MissingInputFileError
+from textme_sdk.errors import (
+    EmptyInputError,
+    EncoderLoadError,
+    InvalidInputError,
+    MissingInputFileError,
+)
+from textme_sdk.testing import check_encoder
 
 
 # -- registration and construction ---------------------------------------------------------
@@ -43,7 +49,7 @@ def test_construction_is_cheap_and_config_round_trips(tmp_path, monkeypatch):
     enc = ViCLIPEncoder()
     assert enc.embedding_dim == 768 and enc.weights_source == weights.DEFAULT_CHECKPOINTS[
         "ViCLIP-L-14"] == "hf://OpenGVLab/ViCLIP/ViClip-InternVid-10M-FLT.pth"
-    assert enc.config() == {"model": "ViCLIP-L-14", "checkpoint": None, "embedding_dim": 768}
+    assert enc.config() == {"model": "ViCLIP-L-14", "random_init": False, "embedding_dim": 768}
     assert ViCLIPEncoder(**enc.config()).config() == enc.config()
     b16 = ViCLIPEncoder("ViCLIP-B-16", checkpoint="hf://org/repo/b.pth", revision="abc")
     assert b16.embedding_dim == 512
@@ -60,8 +66,9 @@ def test_bad_construction_arguments_raise_clear_errors():
         ViCLIPEncoder("ViT-L-14")
     with pytest.raises(InvalidInputError, match="invalid ViCLIP arch"):
         ViCLIPEncoder(arch={"depth": 3})
-    with pytest.raises(ViCLIPLoadError, match="embedding_dim=512"):
+    with pytest.raises(EncoderLoadError, match="embedding_dim=512"):  # before any download
         ViCLIPEncoder(embedding_dim=512)
+    assert issubclass(ViCLIPLoadError, EncoderLoadError)
 
 
 # -- encoding ------------------------------------------------------------------------------
@@ -246,39 +253,22 @@ def captions(n: int) -> list[str]:
 
 
 def test_trains_end_to_end_and_reloads_from_the_bundle(tiny_checkpoint, tmp_path):
-    """compute_offsets -> train_projector -> TextME -> embed videos -> save -> from_pretrained."""
-    anchor = tm.get_anchor("minilm")
+    """offsets -> training -> embed videos -> save -> from_pretrained, via textme_sdk.testing."""
     enc = tm.get_encoder("viclip", checkpoint=str(tiny_checkpoint), arch=TINY_ARCH, device="cpu")
     assert enc.embedding_dim == 16 and not enc.is_loaded
     files = [write_video(tmp_path / f"v{i:02d}.mp4",
                          moving_square(16 + i % 5, colour=list(COLOURS.values())[i % 4], seed=i))
              for i in range(12)]
-    texts = captions(40)  # unpaired with the files
-    offsets = tm.compute_offsets(enc, texts, files)
-    assert offsets.n_text == 40 and offsets.n_modal == 12 and offsets.dim == 16
-    cfg = tm.TrainConfig(epochs=2, batch_size=16, seed=0)
-    projector = tm.train_projector(enc, anchor, texts, offsets, cfg, cache=tmp_path / "cache")
-    model = tm.TextME(anchor, device="cpu").add_modality(enc, projector, offsets)
-
-    emb = model.embed(files[:6], modality="video")
-    assert emb.shape == (6, 384) and np.isfinite(emb).all()
-    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
-    assert model.embed(moving_square(20), modality="video").shape == (384,)  # one clip -> 1-D
-
-    bundle = model.save_pretrained(tmp_path / "bundle")
-    stored = json.loads((bundle / "config.json").read_text())["modalities"]["video"]["encoder"]
-    assert stored == enc.config() == {"model": "ViCLIP-L-14", "checkpoint": str(tiny_checkpoint),
-                                      "arch": TINY_ARCH, "embedding_dim": 16}
-    loaded = tm.TextME.from_pretrained(bundle, device="cpu")
-    reloaded = loaded.entry("video").encoder
-    assert reloaded is not enc and not reloaded.is_loaded
-    reloaded.load("cpu")
-    np.testing.assert_allclose(loaded.embed(files[:6], modality="video"), emb, atol=1e-6)
-    np.testing.assert_allclose(
-        loaded.embed(["a red square moves"], modality="text", via="video"),
-        model.embed(["a red square moves"], modality="text", via="video"), atol=1e-6)
-    with pytest.raises(InvalidInputError, match="not found"):
-        loaded.embed([tmp_path / "gone.mp4"], modality="video")
+    result = check_encoder(enc, captions(40), files, tmp_path, atol=1e-6,  # unpaired
+                           bad_inputs=[(tmp_path / "gone.mp4", MissingInputFileError)])
+    assert result.model.embed(moving_square(20), modality="video").shape == (384,)  # frames
+    stored = json.loads((result.bundle / "config.json").read_text())["modalities"]["video"]
+    assert stored["encoder"] == {"model": "ViCLIP-L-14", "checkpoint": str(tiny_checkpoint),
+                                 "arch": TINY_ARCH, "random_init": False, "embedding_dim": 16}
+    # a config stored by earlier versions (defaults left out) rebuilds the same encoder
+    old = {"model": "ViCLIP-L-14", "checkpoint": str(tiny_checkpoint), "arch": TINY_ARCH,
+           "embedding_dim": 16}
+    assert tm.get_encoder("viclip", **old).config() == stored["encoder"]
 
 
 def test_legacy_pickles_and_damaged_cache_entries(tiny_encoder, tmp_path, monkeypatch):

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 
 from textme_sdk import InputSpec, ModalityEncoder
+from textme_sdk.checkpoints import RANDOM_WEIGHTS, warn_random_weights
+from textme_sdk.encoders import default_dtype
 from textme_sdk.errors import InvalidInputError
 
 from .model import VARIANTS, ViCLIPConfig, config_for
@@ -54,8 +56,8 @@ def build_viclip(cfg: ViCLIPConfig, device: str | torch.device = "cpu") -> torch
 
 
 def _dtype_for(device: torch.device, dtype: torch.dtype | None) -> torch.dtype:
-    if dtype is None:
-        return torch.float16 if device.type == "cuda" else torch.float32
+    """``dtype``, by default float16 on CUDA and float32 elsewhere."""
+    dtype = default_dtype(device, dtype)
     if dtype not in (torch.float16, torch.bfloat16, torch.float32):
         raise InvalidInputError(f"viclip supports float16, bfloat16 or float32, not {dtype}")
     return dtype
@@ -137,7 +139,7 @@ class ViCLIPEncoder(ModalityEncoder):
         self._token = token
         self.embedding_dim = self.cfg.embed_dim
         if random_init:
-            self.license = "random weights"
+            self.license = RANDOM_WEIGHTS
         self._model: torch.nn.Module | None = None
         self._tokenizer: Any = None
 
@@ -164,7 +166,7 @@ class ViCLIPEncoder(ModalityEncoder):
                 f"({tokenizer.vocab_size} ids); keep vocab_size=49408"
             )
         if self.random_init:
-            logger.warning("viclip: %s uses RANDOM weights (random_init=True)", self.model_name)
+            warn_random_weights("viclip", self.model_name)
             model = build_viclip(self.cfg, "cpu")
         else:
             model = self._load_weights()
@@ -211,14 +213,15 @@ class ViCLIPEncoder(ModalityEncoder):
         """Text tower on texts tokenized with CLIP BPE at ViCLIP's context of 32 tokens."""
         return self._model.encode_text(self._tokenizer(texts).to(self.device))
 
+    #: not stored by config(): download settings and the Hugging Face token
+    config_exclude = ("device", "dtype", "cache_dir", "local_files_only",
+                      "convert_to_safetensors", "token")
+
     def config(self) -> dict[str, Any]:
-        """Keyword arguments that rebuild this encoder (local checkpoint paths absolute)."""
-        cfg: dict[str, Any] = {"model": self.model_name, "checkpoint": self.checkpoint}
-        if self.revision:
-            cfg["revision"] = self.revision
-        if self.arch:
-            cfg["arch"] = dict(self.arch)
-        if self.random_init:
-            cfg["random_init"] = True
-        cfg["embedding_dim"] = self.embedding_dim
+        """Keyword arguments that rebuild this encoder: the constructor's, with a local
+        checkpoint path absolute. Download settings (``cache_dir``, ``local_files_only``,
+        ``convert_to_safetensors``) and the ``token`` are not stored."""
+        cfg = super().config()
+        if self.checkpoint is not None:
+            cfg["checkpoint"] = self.checkpoint
         return cfg

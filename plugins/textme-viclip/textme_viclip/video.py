@@ -29,6 +29,7 @@ import torch
 
 from textme_sdk.encoders import check_input_file
 from textme_sdk.errors import InvalidInputError
+from textme_sdk.images import to_uint8
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -188,7 +189,7 @@ def to_frames(item: Any, num_frames: int = 8) -> np.ndarray:
             "of RGB frames"
         )
     idx = sample_indices(arr.shape[0], num_frames)
-    return _to_uint8(arr[idx])
+    return np.ascontiguousarray(to_uint8(arr[idx], thing="frame"))
 
 
 def _check_thwc(arr: np.ndarray, what: str) -> np.ndarray:
@@ -244,26 +245,6 @@ def _frame_list(frames: Sequence[Any]) -> np.ndarray:
             "them to one size first"
         )
     return np.stack(arrays)
-
-
-def _to_uint8(arr: np.ndarray) -> np.ndarray:
-    if arr.dtype == np.uint8:
-        return np.ascontiguousarray(arr)
-    if np.issubdtype(arr.dtype, np.floating):
-        if not np.isfinite(arr).all():
-            raise InvalidInputError(
-                "video frames contain NaN or inf values; replace them first (np.nan_to_num)"
-            )
-        lo, hi = float(arr.min()), float(arr.max())
-        if lo < -1e-3 or hi > 1 + 1e-3:
-            raise InvalidInputError(
-                f"float frames must hold values in [0, 1], got [{lo:.3g}, {hi:.3g}]; divide "
-                "0..255 data by 255 or pass it as uint8"
-            )
-        return np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
-    raise InvalidInputError(
-        f"unsupported frame dtype {arr.dtype}; use uint8 (0..255) or float (0..1)"
-    )
 
 
 # -- tensor --------------------------------------------------------------------------------

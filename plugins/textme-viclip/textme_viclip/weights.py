@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from textme_sdk.checkpoints import load_strict
-from textme_sdk.errors import TextMEError
+from textme_sdk.errors import EncoderLoadError
 
 __all__ = [
     "DEFAULT_CHECKPOINTS",
@@ -71,7 +71,7 @@ _STATE_KEYS = ("model", "state_dict", "module")
 _PREFIXES = ("module.", "model.")
 
 
-class ViCLIPLoadError(TextMEError):
+class ViCLIPLoadError(EncoderLoadError):
     """A ViCLIP checkpoint could not be found, read safely, or loaded strictly."""
 
 
