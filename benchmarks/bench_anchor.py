@@ -13,7 +13,6 @@ Run: ``python benchmarks/bench_anchor.py [--json out.json] [--texts 2048]``.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 
@@ -21,6 +20,8 @@ import torch
 
 import textme_sdk as tm
 from textme_sdk.reference.world import caption_corpus
+
+from report import emit  # benchmarks/report.py (the script's folder is on sys.path)
 
 
 def captions(n: int, seed: int = 0) -> list[str]:
@@ -67,10 +68,7 @@ def main() -> None:
     result = {"torch_threads": torch.get_num_threads(), "n_texts": len(texts),
               "mean_words": round(sum(len(t.split()) for t in texts) / len(texts), 1),
               "throughput": bench_throughput(texts), "cache": bench_cache(texts)}
-    print(json.dumps(result, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

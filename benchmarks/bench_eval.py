@@ -12,13 +12,14 @@ Run: ``python benchmarks/bench_eval.py [--json out.json] [--items 10000] [--capt
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
 from torch.nn import functional as F
 
 from textme_sdk.evaluation.metrics import caption_retrieval
+
+from report import emit  # benchmarks/report.py (the script's folder is on sys.path)
 
 
 def loop_reference(text: torch.Tensor, items: torch.Tensor, own: torch.Tensor, k: int) -> float:
@@ -63,10 +64,7 @@ def main() -> None:
         "loop_agrees_on_its_queries": abs(check - loop_r5) < 1e-6,
         "metrics": {k: round(v, 3) for k, v in metrics.items()},
     }
-    print(json.dumps(result, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

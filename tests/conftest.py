@@ -54,21 +54,34 @@ def _activate(site: Path, module: str, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def gapdemo_site(tmp_path_factory) -> Path:
-    """The external test plugin ``textme-gapdemo`` (batch-method style), installed."""
-    return install_fixture_plugin("textme-gapdemo", tmp_path_factory)
+def plugin_site(tmp_path_factory):
+    """``plugin_site("textme-NAME")``: that fixture plugin, installed once per session."""
+    sites: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in sites:
+            sites[name] = install_fixture_plugin(name, tmp_path_factory)
+        return sites[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def gapdemo_site(plugin_site) -> Path:
+    """``textme-gapdemo``: an external plugin in the batch-method style."""
+    return plugin_site("textme-gapdemo")
+
+
+@pytest.fixture(scope="session")
+def glyph_site(plugin_site) -> Path:
+    """``textme-glyph``: an external plugin overriding the public methods."""
+    return plugin_site("textme-glyph")
 
 
 @pytest.fixture
 def gapdemo(gapdemo_site, monkeypatch):
-    """Make the external plugin importable and rediscover plugins; undone after the test."""
+    """Make ``textme-gapdemo`` importable and rediscover plugins; undone after the test."""
     yield from _activate(gapdemo_site, "textme_gapdemo", monkeypatch)
-
-
-@pytest.fixture(scope="session")
-def glyph_site(tmp_path_factory) -> Path:
-    """The external test plugin ``textme-glyph`` (public methods overridden), installed."""
-    return install_fixture_plugin("textme-glyph", tmp_path_factory)
 
 
 @pytest.fixture

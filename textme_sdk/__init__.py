@@ -21,34 +21,8 @@ from .engine.cache import EmbeddingCache
 from .engine.offsets import Offsets
 from .engine.projector import Projector
 from .engine.trainer import TrainConfig, TrainResult
-from .errors import (
-    BundleError,
-    BundleFormatError,
-    BundleIntegrityError,
-    BundleVersionError,
-    BundleWriteError,
-    CheckpointError,
-    DimensionMismatchError,
-    EmptyInputError,
-    EncoderError,
-    EncoderLoadError,
-    IncompletePluginError,
-    InvalidEmbeddingError,
-    InvalidInputError,
-    MissingFileError,
-    MissingInputFileError,
-    NonFiniteWeightsError,
-    OutputExistsError,
-    PluginExistsError,
-    PluginLoadError,
-    TextMEError,
-    TokenizerError,
-    TrainingCheckpointError,
-    TrainingDivergedError,
-    TrainingInterrupted,
-    UnknownModalityError,
-    UnknownPluginError,
-)
+from . import errors as _errors
+from .errors import *  # noqa: F403 - every typed error is public (errors.__all__)
 from .hookspecs import hookimpl
 from .model import TextME
 from .plugins import (
@@ -92,31 +66,5 @@ __all__ = [
     "reload_plugins",
     "resolve_device",
     "FORMAT_VERSION",
-    # errors
-    "TextMEError",
-    "UnknownPluginError",
-    "UnknownModalityError",
-    "PluginLoadError",
-    "IncompletePluginError",
-    "EncoderLoadError",
-    "CheckpointError",
-    "TokenizerError",
-    "EncoderError",
-    "DimensionMismatchError",
-    "InvalidEmbeddingError",
-    "EmptyInputError",
-    "InvalidInputError",
-    "MissingInputFileError",
-    "PluginExistsError",
-    "BundleError",
-    "BundleFormatError",
-    "BundleVersionError",
-    "BundleIntegrityError",
-    "MissingFileError",
-    "TrainingInterrupted",
-    "TrainingDivergedError",
-    "TrainingCheckpointError",
-    "OutputExistsError",
-    "BundleWriteError",
-    "NonFiniteWeightsError",
 ]
+__all__ += _errors.__all__

@@ -195,6 +195,15 @@ def _positions(idx: Sequence[int]) -> str:
     return f"{shown}{', ...' if len(idx) > 8 else ''}"
 
 
+def _plugin_error(err: Exception, what: str, idx: Sequence[int]) -> TextMEError:
+    """A plugin's own exception while encoding, as a typed error naming model and positions."""
+    if isinstance(err, FileNotFoundError):
+        return MissingInputFileError(f"{what}: an input file does not exist (positions "
+                                     f"{_positions(idx)}): {err.filename or err}; check the path")
+    return EncoderError(f"{what} failed on the inputs at positions {_positions(idx)} "
+                        f"({type(err).__name__}: {err}); check those inputs")
+
+
 def _batched(
     items: list,
     batch_size: int,
@@ -227,18 +236,8 @@ def _batched(
                 raw = fn([items[i] for i in idx])
             except TextMEError:
                 raise
-            except FileNotFoundError as err:
-                what = owner.describe() if owner is not None else repr(who)
-                raise MissingInputFileError(
-                    f"{what}: an input file does not exist (positions {_positions(idx)}): "
-                    f"{err.filename or err}; check the path"
-                ) from err
             except Exception as err:
-                what = owner.describe() if owner is not None else repr(who)
-                raise EncoderError(
-                    f"{what} failed on the inputs at positions {_positions(idx)} "
-                    f"({type(err).__name__}: {err}); check those inputs"
-                ) from err
+                raise _plugin_error(err, owner.describe() if owner else repr(who), idx) from err
             out[idx] = _finish(raw, len(idx), dim, who)
     return out
 

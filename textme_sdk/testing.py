@@ -36,7 +36,7 @@ from .model import TextME
 from .plugins import get_anchor
 from .training import compute_offsets, train_projector
 
-__all__ = ["EncoderCheck", "check_encoder"]
+__all__ = ["EncoderCheck", "check_encoder", "check_registration"]
 
 
 @dataclass
@@ -161,3 +161,48 @@ def check_encoder(
         else:
             raise _fail(f"{bad!r:.60} was accepted; expected {error.__name__}")
     return EncoderCheck(model, loaded, bundle, offsets, emb)
+
+
+_REGISTRATION_PROBE = """
+import json, sys
+import textme_sdk
+name, heavy = sys.argv[1], sys.argv[2:]
+reg = {r.name: r for r in textme_sdk.list_encoders()}[name]
+enc = textme_sdk.get_encoder(name)
+print(json.dumps({
+    "modality": reg.modality, "plugin": reg.plugin,
+    "metadata": {k: v for k, v in reg.metadata.items() if isinstance(v, (str, int, float, bool))},
+    "class": type(enc).__name__, "embedding_dim": enc.embedding_dim, "loaded": enc.is_loaded,
+    "config": enc.config(), "imported": sorted(m for m in heavy if m in sys.modules),
+}, default=str))
+"""
+
+
+def check_registration(name: str, heavy: Sequence[str] = (), timeout: float = 120) -> dict[str, Any]:
+    """Build encoder ``name`` through its entry point in a fresh interpreter and describe it.
+
+    Registration must stay cheap: the ``textme`` CLI imports every plugin. This checks that
+    building the (unloaded) encoder imports none of the ``heavy`` modules and loads nothing.
+
+    Returns:
+        ``modality``, ``plugin``, ``metadata`` (its plain values), ``class``,
+        ``embedding_dim``, ``config`` of the built encoder.
+
+    Raises:
+        AssertionError: the encoder is not registered, a heavy module was imported, or the
+            encoder was loaded while being built.
+    """
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _REGISTRATION_PROBE, name, *heavy],
+                         capture_output=True, text=True, timeout=timeout, check=False)
+    if out.returncode != 0:
+        raise _fail(f"building {name!r} through its entry point failed:\n{out.stderr[-3000:]}")
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    if info.pop("imported"):
+        raise _fail(f"registering {name!r} imported heavy modules "
+                    f"{[m for m in heavy if m in out.stdout]}; import them in load_model")
+    if info.pop("loaded"):
+        raise _fail(f"building {name!r} loaded its weights; load them lazily in load_model")
+    return info

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +38,7 @@ from textme_sdk.errors import (
     InvalidInputError,
     MissingInputFileError,
 )
-from textme_sdk.testing import check_encoder
+from textme_sdk.testing import check_encoder, check_registration
 
 SMILES = ["CCO", "c1ccccc1C(=O)O", "N[C@@H](C)C(=O)O", "[Na+].[Cl-]", "CC(=O)Nc1ccc(O)cc1",
           "C1CCCCC1", "O=C=O", "CN1C=NC2=C1C(=O)N(C(=O)N2C)C"]
@@ -60,20 +58,10 @@ def write_sdf(path: Path, smiles: list[str]) -> Path:
 
 # -- construction and registration ---------------------------------------------------------
 def test_registered_lazily_with_its_licence():
-    code = (
-        "import sys, textme_sdk\n"
-        "reg = {r.name: r for r in textme_sdk.list_encoders()}['moleculestm']\n"
-        "assert reg.modality == 'molecule' and reg.metadata['extra'] == 'molecule'\n"
-        "assert 'non-commercial' in reg.metadata['license'], reg.metadata\n"
-        "enc = textme_sdk.get_encoder('moleculestm')\n"
-        "assert not enc.is_loaded and enc.embedding_dim == 256\n"
-        "assert 'transformers' not in sys.modules and 'rdkit' not in sys.modules\n"
-        "print(enc.config())\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         check=False)
-    assert out.returncode == 0, out.stderr
-    assert "chao1224/MoleculeSTM" in out.stdout
+    info = check_registration("moleculestm", heavy=("transformers", "rdkit"))
+    assert info["modality"] == "molecule" and info["metadata"]["extra"] == "molecule"
+    assert "non-commercial" in info["metadata"]["license"], info["metadata"]
+    assert info["embedding_dim"] == 256 and info["config"]["model"] == "chao1224/MoleculeSTM"
 
 
 def test_config_round_trips_and_stores_absolute_paths(tiny_kwargs, checkpoint, monkeypatch):
@@ -109,9 +97,10 @@ def test_default_is_the_pretrained_run_and_demo_is_selectable():
     assert reg.metadata["default_model"] == f"chao1224/MoleculeSTM/{PRETRAINED_RUN}"
     # bundles always record the run, so they keep their weights whatever the default is
     assert MoleculeSTMEncoder().config() == {"model": "chao1224/MoleculeSTM",
-                                             "subfolder": PRETRAINED_RUN}
+                                             "subfolder": PRETRAINED_RUN, "on_invalid": "raise"}
     demo = MoleculeSTMEncoder(subfolder="demo")
-    assert demo.config() == {"model": "chao1224/MoleculeSTM", "subfolder": DEMO_SUBFOLDER}
+    assert demo.config() == {"model": "chao1224/MoleculeSTM", "subfolder": DEMO_SUBFOLDER,
+                             "on_invalid": "raise"}
     assert demo.source == f"chao1224/MoleculeSTM/{DEMO_SUBFOLDER}"
     assert MoleculeSTMEncoder(**demo.config()).config() == demo.config()
 

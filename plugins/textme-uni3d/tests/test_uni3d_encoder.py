@@ -5,8 +5,6 @@ here: .ply, .npy, .npz, .obj), and typed errors for bad inputs."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -23,6 +21,7 @@ from textme_uni3d.points import (
 from uni3d_testdata import TINY_ARCH, TINY_CLIP_ROOT
 
 from textme_sdk import errors as core_errors
+from textme_sdk.testing import check_registration
 from textme_sdk.errors import (
     EmptyInputError,
     EncoderLoadError,
@@ -41,21 +40,11 @@ def cloud(n: int = N, seed: int = 0, rgb: bool = True) -> np.ndarray:
 
 # -- registration and configuration ----------------------------------------------------------
 def test_registered_without_importing_heavy_libraries():
-    code = (
-        "import sys, textme_sdk\n"
-        "reg = {r.name: r for r in textme_sdk.list_encoders()}\n"
-        "r = reg['uni3d']\n"
-        "assert r.modality == '3d' and r.metadata['extra'] == '3d', r\n"
-        "assert 'MIT' in r.metadata['license'] and 'not stated' in r.metadata['license']\n"
-        "enc = textme_sdk.get_encoder('uni3d')\n"
-        "heavy = [m for m in ('timm', 'open_clip', 'trimesh') if m in sys.modules]\n"
-        "assert not heavy, heavy\n"
-        "print(type(enc).__name__, enc.embedding_dim, enc.config()['model'])\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         check=False)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["Uni3DEncoder", "1024", "uni3d-g"]
+    info = check_registration("uni3d", heavy=("timm", "open_clip", "trimesh"))
+    assert info["modality"] == "3d" and info["metadata"]["extra"] == "3d"
+    assert "MIT" in info["metadata"]["license"] and "not stated" in info["metadata"]["license"]
+    assert (info["class"], info["embedding_dim"], info["config"]["model"]) == (
+        "Uni3DEncoder", 1024, "uni3d-g")
 
 
 def test_construction_is_cheap_and_config_round_trips(tmp_path):
