@@ -102,3 +102,64 @@ def test_check_tokenizer_refuses_stubs_and_oversized_vocabularies():
         check_tokenizer(_Tok(100, ["dog"]), 50, "'bert'", probe, LoadError, mismatch_hint=" (hint)")
     with pytest.raises(LoadError, match="unknown tokens only: it is not SciBERT's"):
         check_tokenizer(_Tok(100), 100, "'bert'", probe, LoadError, expected="SciBERT's tokenizer")
+
+
+# -- ImageReader and the random-weights warning, directly ----------------------------------
+def test_image_reader_reads_every_input_kind_as_rgb(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    import textme_sdk as tm
+    from textme_sdk.images import ImageReader
+
+    read = ImageReader("toy")
+    grey = np.arange(24, dtype=np.uint8).reshape(4, 6)
+    Image.fromarray(grey).save(tmp_path / "g.png")
+    from_file = read(str(tmp_path / "g.png"))
+    assert from_file.mode == "RGB" and from_file.size == (6, 4)
+    assert np.array_equal(np.asarray(from_file)[..., 0], grey)
+    assert read(np.stack([grey] * 3, axis=-1)).size == (6, 4)
+    assert read(torch.zeros(3, 4, 6)).size == (6, 4)  # C x H x W tensors
+    rgba = Image.fromarray(np.zeros((4, 6, 4), np.uint8), "RGBA")
+    assert read(rgba).mode == "RGB"
+    wide = Image.fromarray(np.full((2, 2), 65535, np.uint16).astype(np.int32), "I")
+    assert np.asarray(read(wide)).max() == 255  # 16-bit scaled, not saturated by PIL
+
+    with pytest.raises(tm.MissingInputFileError, match="image file not found"):
+        read(str(tmp_path / "missing.png"))
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(tm.InvalidInputError, match="PNG or JPEG"):
+        read(str(tmp_path / "bad.png"))
+    with pytest.raises(tm.InvalidInputError):
+        read(np.zeros((2, 8, 6, 3), np.uint8))  # a batch, not one image
+    with pytest.raises(tm.InvalidInputError):
+        read(3.5)
+
+
+def test_image_reader_is_adapted_by_subclassing():
+    import numpy as np
+
+    import textme_sdk as tm
+    from textme_sdk.images import ImageReader
+
+    class Radiographs(ImageReader):
+        thing = "radiograph"
+
+        def other(self, item):
+            if isinstance(item, bytes):
+                return self(np.frombuffer(item, np.uint8).reshape(2, 2))
+            return super().other(item)
+
+    read = Radiographs("xray")
+    assert read(bytes([0, 64, 128, 255])).size == (2, 2)
+    with pytest.raises(tm.InvalidInputError):
+        read(object())
+
+
+def test_random_weights_are_announced(caplog):
+    from textme_sdk.checkpoints import RANDOM_WEIGHTS, warn_random_weights
+
+    with caplog.at_level("WARNING"):
+        warn_random_weights("toy", "toy-base")
+    assert "toy: toy-base uses RANDOM weights (random_init=True)" in caplog.text
+    assert RANDOM_WEIGHTS == "random weights"

@@ -81,9 +81,10 @@ def check_input_file(path: str, kind: str, example_glob: str) -> None:
         InvalidInputError: ``path`` is a folder.
         MissingInputFileError: nothing (or no regular file) is at ``path``.
     """
+    article = "an" if kind[:1].lower() in "aeiou" else "a"
     if os.path.isdir(path):
         raise InvalidInputError(
-            f"{path!r} is a folder, not an {kind} file; pass the {kind} files inside it "
+            f"{path!r} is a folder, not {article} {kind} file; pass the {kind} files inside it "
             f"(e.g. sorted(Path(folder).glob({example_glob!r})))"
         )
     if not os.path.isfile(path):
