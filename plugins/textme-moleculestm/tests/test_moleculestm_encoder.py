@@ -377,8 +377,7 @@ def test_four_row_chirality_table_of_older_ogb(tiny_kwargs, tmp_path):
         torch.testing.assert_close(enc.encode_modal([mol])[0], expected, atol=2e-5, rtol=1e-4)
 
 
-def test_four_row_table_refuses_unlisted_chirality_as_ogb_1_3_5_does(tiny_kwargs, tmp_path,
-                                                                     anchor):
+def test_four_row_table_refuses_unlisted_chirality_as_ogb_1_3_5_does(tiny_kwargs, tmp_path):
     """ogb <= 1.3.5 raises on chirality tags it does not list; so does a 4-row checkpoint here
     (as an invalid molecule, which on_invalid='skip' and embed_molecules leave out)."""
     vocab = tiny_kwargs["text_config"]["vocab_size"]
@@ -396,6 +395,7 @@ def test_four_row_table_refuses_unlisted_chirality_as_ogb_1_3_5_does(tiny_kwargs
     five_rows = MoleculeSTMEncoder(**tiny_kwargs, device="cpu")  # ogb >= 1.3.6: the misc row
     assert five_rows.encode_modal([platinum]).shape == (1, 24)
 
+    anchor = tm.get_anchor("minilm", device="cpu")  # the offline MiniLM (384-d)
     model = tm.TextME(anchor, device="cpu").add_modality(
         enc, tm.Projector(24, anchor.embedding_dim), tm.Offsets.zeros(24))
     out, kept = embed_molecules(model, ["CCO", platinum, "C1CC", "c1ccccc1"])
