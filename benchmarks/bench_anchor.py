@@ -20,7 +20,7 @@ import time
 import torch
 
 import textme_sdk as tm
-from textme_sdk.reference.world import caption_corpus
+from textme_reference.world import caption_corpus
 
 
 def captions(n: int, seed: int = 0) -> list[str]:

@@ -233,8 +233,8 @@ def test_cli_eval_on_a_karpathy_layout_with_a_trained_bundle(tmp_path, minilm):
     from PIL import Image
     from typer.testing import CliRunner
 
+    from textme_reference import world
     from textme_sdk.cli import get_app
-    from textme_sdk.reference import world
 
     runner = CliRunner()
     (tmp_path / "texts.txt").write_text("\n".join(world.caption_corpus("image", 1500, seed=5)))
