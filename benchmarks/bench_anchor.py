@@ -19,7 +19,7 @@ import time
 import torch
 
 import textme_sdk as tm
-from textme_sdk.reference.world import caption_corpus
+from textme_reference.world import caption_corpus
 
 from report import emit  # benchmarks/report.py (the script's folder is on sys.path)
 

@@ -543,6 +543,34 @@ def test_result_types_validate():
         ClassificationSet("y", "audio", ["a", "b"], ["p", "q"], torch.tensor([1, 2]))
 
 
+def test_retrieval_set_with_its_own_relevance_matrix():
+    wide = np.array([[False, True], [True, True], [True, True]])  # caption 1 also fits item 1
+    ds = RetrievalSet("x", "image", ["a", "b"], ["c0", "c1", "c2"], [1, 0, 1], relevant=wide)
+    assert ds.relevant.dtype == torch.bool and torch.equal(ds.relevance(), torch.from_numpy(wide))
+    ds.relevance()[0, 0] = True  # a copy: the dataset is unchanged
+    assert not bool(ds.relevant[0, 0])
+    with pytest.raises(InvalidInputError, match="caption 0 is not relevant to its own item 1"):
+        RetrievalSet("x", "image", ["a", "b"], ["c0", "c1", "c2"], [1, 0, 1],
+                     relevant=torch.tensor([[True, False], [True, False], [False, True]]))
+    with pytest.raises(InvalidInputError, match=r"shape \[captions, items\] = \[3, 2\]"):
+        RetrievalSet("x", "image", ["a", "b"], ["c0", "c1", "c2"], [1, 0, 1], relevant=wide.T)
+    with pytest.raises(InvalidInputError, match="bool matrix"):
+        RetrievalSet("x", "image", ["a", "b"], ["c0", "c1", "c2"], [1, 0, 1],
+                     relevant=wide.astype(np.float32))
+
+
+def test_classification_set_with_its_own_prompts():
+    cs = ClassificationSet("y", "image", ["a", "b"], ["owl", "dog"], torch.tensor([1, 0]),
+                           prompts=[("an owl", "an image of an owl"), ["a dog"]])
+    assert cs.prompts == [["an owl", "an image of an owl"], ["a dog"]]
+    with pytest.raises(InvalidInputError, match="1 prompt lists for 2 classes"):
+        ClassificationSet("y", "image", ["a", "b"], ["owl", "dog"], torch.tensor([1, 0]),
+                          prompts=[["an owl"]])
+    with pytest.raises(InvalidInputError, match="prompts of class 'dog' are empty"):
+        ClassificationSet("y", "image", ["a", "b"], ["owl", "dog"], torch.tensor([1, 0]),
+                          prompts=[["an owl"], []])
+
+
 # --------------------------------------------------------------------------- templates
 
 def test_templates_have_one_slot_each():

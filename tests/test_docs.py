@@ -599,6 +599,31 @@ def test_cli_reference_lists_exactly_the_commands_and_their_options():
                     f"docs/cli.md: `textme {name}` does not document {flags[0]}"
 
 
+#: Commands that the repository's plugins add to ``textme`` and the page that documents each.
+PLUGIN_COMMAND_PAGES = {"demo": "demo.md"}
+
+
+def test_plugin_commands_are_documented_with_their_options():
+    """docs/cli.md covers the core; a command a plugin adds has a section on its own page."""
+    import typer
+
+    from textme_sdk.cli import get_app
+
+    group = typer.main.get_command(get_app())
+    added = sorted(set(group.commands) - set(help_commands()))
+    assert added == sorted(PLUGIN_COMMAND_PAGES), "document each plugin command on a page"
+    for name, page in PLUGIN_COMMAND_PAGES.items():
+        text = (DOCS / page).read_text(encoding="utf-8")
+        section = re.search(rf"^## The `textme {name}` command\n(.*?)(?=^## |\Z)", text,
+                            flags=re.MULTILINE | re.DOTALL)
+        assert section, f"docs/{page} lacks a '## The `textme {name}` command' section"
+        for param in group.commands[name].params:
+            flags = [o for o in param.opts if o.startswith("--")]
+            if flags and "--help" not in flags:
+                assert any(f"`{f}" in section.group(1) for f in flags), \
+                    f"docs/{page}: `textme {name}` does not document {flags[0]}"
+
+
 def test_mkdocs_build_strict(tmp_path):
     if any(importlib.util.find_spec(m) is None for m in ("mkdocs", "mkdocstrings", "material")):
         if os.environ.get("CI"):  # make setup installs the docs extra: CI must build the site

@@ -159,6 +159,38 @@ def test_zero_shot_classification_by_hand_and_binary_auroc_f1():
     assert r.metrics["textme"] == pytest.approx({"top1": 75.0, "AUROC": 100.0, "F1": 80.0})
 
 
+def test_retrieval_with_the_dataset_relevance_matrix():
+    # RETRIEVAL with q1 also describing i0: its rank-0 hit is now i1 (.8) or i0 (.6) -> still 0;
+    # q2 (.8 to i0, .6 to i2) becomes a hit at 1 once i0 counts for it too. X->T: i0 is now
+    # described by q0, q1, q2 (best q0, rank 0); i1 and i2 as before (ranks 1 and 0).
+    wide = RETRIEVAL.relevance()
+    wide[1, 0] = wide[2, 0] = True
+    data = RetrievalSet("wide", "toy", RETRIEVAL.items, RETRIEVAL.captions, RETRIEVAL.caption_item,
+                        relevant=wide)
+    report = evaluate(perfect_bundle(), data, cache=False, ks=(1, 2))
+    hand = {"T->X R@1": 75.0, "T->X R@2": 100.0, "X->T R@1": 200 / 3, "X->T R@2": 100.0,
+            "T->X MRR@2": 87.5}
+    for system in ("pretrained", "textme"):
+        assert report.metrics[system] == pytest.approx(hand), system
+    assert any("relevance: the dataset's matrix (6 relevant" in n for n in report.notes)
+
+
+def test_zero_shot_uses_the_dataset_prompts_unless_templates_are_given():
+    # the dataset's prompts swap cat and owl: the "cat" prototype is the content of "owl"
+    data = ClassificationSet("zs", "toy", ["a", "b", "c", "e"], ["cat", "dog", "owl"],
+                             torch.tensor([0, 2, 2, 2]), prompts=[["owl"], ["dog"], ["cat"]])
+    swapped = evaluate(perfect_bundle(), data, cache=False)
+    by_name = evaluate(perfect_bundle(), data, templates=["{}"], cache=False)
+    # with the class names (as in test_zero_shot_classification_by_hand): a, e -> cat, b -> dog,
+    # c -> owl: 50%. With the swapped prompts: a -> owl (label cat: miss), b -> dog (miss),
+    # c -> cat (miss), e -> owl (hit) -> 25%.
+    assert by_name.metrics["textme"] == pytest.approx({"top1": 50.0})
+    assert swapped.metrics["textme"] == pytest.approx({"top1": 25.0})
+    assert swapped.metrics["pretrained"] == pytest.approx({"top1": 25.0})
+    assert any("the dataset's own, 1 per class x 3 classes" in n for n in swapped.notes)
+    assert any("1 templates x 3 classes" in n for n in by_name.notes)
+
+
 def test_multilabel_map():
     data = ClassificationSet("ml", "toy", ["a", "b", "c"], ["cat", "dog", "owl"],
                              torch.tensor([[1, 1, 0], [0, 1, 1], [0, 0, 1]], dtype=torch.bool),
@@ -201,8 +233,8 @@ def test_cli_eval_on_a_karpathy_layout_with_a_trained_bundle(tmp_path, minilm):
     from PIL import Image
     from typer.testing import CliRunner
 
+    from textme_reference import world
     from textme_sdk.cli import get_app
-    from textme_sdk.reference import world
 
     runner = CliRunner()
     (tmp_path / "texts.txt").write_text("\n".join(world.caption_corpus("image", 1500, seed=5)))

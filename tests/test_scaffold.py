@@ -186,6 +186,7 @@ def test_every_template_file_is_used():
     ("minilm", "taken by textme-sdk"),
     ("qwen3", "taken by textme-sdk"),
     ("ref_image", "taken by textme-sdk"),
+    ("reference", "taken by textme-sdk"),  # the distribution textme-reference
     ("cxr_clip", "taken by textme-sdk"),
     ("sdk", "taken by textme-sdk"),
     ("text", "taken by textme-sdk"),  # TextME.embed(modality="text") is the anchor
@@ -201,7 +202,7 @@ def test_invalid_names_raise_a_typed_error_naming_the_fix(name, match, tmp_path)
 def test_reserved_names_cover_builtins_and_project_plugins():
     names = reserved_names()
     assert {"clip", "clap", "viclip", "uni3d", "cxr-clip", "moleculestm", "minilm", "qwen3",
-            "sentence-transformers", "ref-image", "ref-audio", "sdk"} <= names
+            "sentence-transformers", "ref-image", "ref-audio", "reference", "sdk"} <= names
 
 
 @pytest.mark.parametrize("opts, match", [

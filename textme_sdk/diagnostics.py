@@ -19,9 +19,16 @@ and the mean gap ``g = mean(g_i)``:
 The paper's exact formulas were not available to us; these are our definitions, chosen to test
 the same claims. Thresholds for the verdict are documented in :func:`verdict`.
 
+Two simpler statistics show how separate the modalities are: the **cross cosine** (mean cosine
+of a text and a modal embedding that do not describe each other; below both intra-modal cosines
+when the modalities sit apart) and the **gap-direction accuracy** (share of embeddings that the
+single direction ``mu_text - mu_modal`` puts on their own modality's side of the midpoint between
+the centroids; 1.0 = a clean gap).
+
 Without pairs (:func:`unpaired_geometry`), only what needs no pairing is measured: the gap
-between the centroids, its split-half agreement, the intra-modal cosines and the standard error
-of the offset estimate; consistency, deviation and orthogonality need pairs and are ``nan``.
+between the centroids, its split-half agreement, the intra-modal and cross cosines, the
+gap-direction accuracy and the standard error of the offset estimate; consistency, deviation
+and orthogonality need pairs and are ``nan``.
 :func:`diagnose` embeds texts and inputs with an encoder and picks the right one.
 """
 
@@ -42,7 +49,8 @@ __all__ = ["GapReport", "gap_geometry", "unpaired_geometry", "diagnose", "verdic
 
 @dataclass
 class GapReport:
-    """The four gap properties of one encoder, with spreads and a verdict."""
+    """The four gap properties of one encoder, with spreads, the cross cosine and gap-direction
+    accuracy (see the module docstring), and a verdict."""
 
     gap_norm: float
     gap_consistency: float
@@ -62,6 +70,8 @@ class GapReport:
     n_modal: int = 0
     se_text: float = float("nan")
     se_modal: float = float("nan")
+    cross_cosine: float = float("nan")
+    gap_direction_accuracy: float = float("nan")
 
     @property
     def paired(self) -> bool:
@@ -93,6 +103,24 @@ def _mean_offdiag(x: torch.Tensor) -> float:
     sim = x @ x.T
     n = len(x)
     return float((sim.sum() - sim.diagonal().sum()) / (n * (n - 1)))
+
+
+def _cross_cosine(t: torch.Tensor, x: torch.Tensor, paired: bool) -> float:
+    """Mean cosine of text/modal pairs that do not describe each other (paired: off-diagonal)."""
+    sim = t @ x.T
+    if not paired:
+        return float(sim.mean())
+    n = len(t)
+    return float((sim.sum() - sim.diagonal().sum()) / (n * (n - 1)))
+
+
+def _direction_accuracy(t: torch.Tensor, x: torch.Tensor) -> float:
+    """Share of embeddings on their own side of the centroids' midpoint along ``mu_t - mu_x``."""
+    mu_t, mu_x = t.mean(0), x.mean(0)
+    direction = F.normalize(mu_t - mu_x, dim=0)
+    threshold = (mu_t + mu_x) @ direction / 2
+    right = torch.cat([t @ direction > threshold, x @ direction <= threshold])
+    return float(right.double().mean())
 
 
 def gap_geometry(text: torch.Tensor, modal: torch.Tensor) -> GapReport:
@@ -131,6 +159,7 @@ def gap_geometry(text: torch.Tensor, modal: torch.Tensor) -> GapReport:
         intra_text_cosine=_mean_offdiag(t), intra_modal_cosine=_mean_offdiag(x),
         n_pairs=len(t), n_text=len(t), n_modal=len(x),
         se_text=_standard_error(t), se_modal=_standard_error(x),
+        cross_cosine=_cross_cosine(t, x, paired=True), gap_direction_accuracy=_direction_accuracy(t, x),
     )
     report.warnings = verdict(report)
     return report
@@ -171,6 +200,7 @@ def unpaired_geometry(text: torch.Tensor, modal: torch.Tensor) -> GapReport:
         intra_text_cosine=_mean_offdiag(t), intra_modal_cosine=_mean_offdiag(x),
         n_pairs=0, n_text=len(t), n_modal=len(x),
         se_text=_standard_error(t), se_modal=_standard_error(x),
+        cross_cosine=_cross_cosine(t, x, paired=False), gap_direction_accuracy=_direction_accuracy(t, x),
     )
     report.warnings = verdict(report)
     return report

@@ -34,7 +34,6 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "textme_sdk.builtin.anchors",
     "textme_sdk.builtin.qwen3",
     "textme_sdk.builtin.losses",
-    "textme_sdk.reference.plugin",
 )
 
 #: Encoders of the project's own plugin distributions and the extra that installs each.
@@ -45,6 +44,8 @@ KNOWN_EXTRAS: dict[str, str] = {
     "uni3d": "3d",
     "cxr_clip": "xray",
     "moleculestm": "molecule",
+    "ref-image": "demo",
+    "ref-audio": "demo",
 }
 
 __all__ = [

@@ -60,8 +60,11 @@ INPUT_KINDS: dict[str, str] = {
     "text": "strings that are the modality itself (sequences, identifiers, SMILES, code ...)",
 }
 
-#: Names that would clash with the core distribution or the project's own plugins.
-_ALWAYS_RESERVED = frozenset({"sdk", "textme", "core", "builtin", "plugin", "plugins", "text"})
+#: Names that would clash with the core distribution or the project's own plugins
+#: (``reference``: the distribution ``textme-reference``, which registers ``ref-image`` and
+#: ``ref-audio``).
+_ALWAYS_RESERVED = frozenset({"sdk", "textme", "core", "builtin", "plugin", "plugins", "text",
+                              "reference"})
 #: Extensions an ``array`` scaffold can read as generated.
 _ARRAY_EXTENSIONS = (".npy",)
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
@@ -124,9 +127,10 @@ class PluginSpec:
 def reserved_names() -> set[str]:
     """Names a new plugin may not take (dash form): the project's plugins and the built-ins.
 
-    These are the encoders of the project's own plugin distributions (``clip``, ``clap``, ...),
-    the encoders and anchors registered by the built-in plugins (``minilm``, ``qwen3``,
-    ``ref-image`` ...) and a few names of the core itself (``sdk``, ``text`` ...).
+    These are the encoders of the project's own plugin distributions (``clip``, ``clap``,
+    ``ref-image``, ...) and their distribution names (``reference``), the encoders and anchors
+    registered by the built-in plugins (``minilm``, ``qwen3`` ...) and a few names of the core
+    itself (``sdk``, ``text`` ...).
     """
     from .plugins import DEFAULT_PLUGINS, KNOWN_EXTRAS, list_anchors, list_encoders
 

@@ -1,7 +1,8 @@
 """Draw ``docs/figures/modality-gap.png``: an encoder's modality gap, before and after centring.
 
-The encoder is ``ref-image``, the reference world's small CLIP-style image encoder that ships
-with textme-sdk, so the figure is drawn offline in a few seconds. Left: the first two principal
+The encoder is ``ref-image``, the reference world's small CLIP-style image encoder of the
+``textme-reference`` plugin (``pip install 'textme-sdk[demo]'``; ``make setup`` installs it), so
+the figure is drawn offline in a few seconds. Left: the first two principal
 components of 300 caption embeddings and 300 (unrelated, unpaired) image embeddings: two
 separate clouds, the modality gap, with the centroids ``mu_text`` and ``mu_modal``. Right: the
 same embeddings after each branch subtracts its own centroid (TextME's offsets): one cloud.
@@ -28,7 +29,7 @@ DEFAULT_OUT = HERE / "modality-gap.png"
 def embeddings(n: int = 300) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` caption and ``n`` image embeddings of ``ref-image`` (unpaired, L2-normalised)."""
     import textme_sdk as tm
-    from textme_sdk.reference import world
+    from textme_reference import world
 
     encoder = tm.get_encoder("ref-image", device="cpu")
     texts = world.caption_corpus("image", n, seed=0)

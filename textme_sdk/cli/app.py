@@ -703,33 +703,6 @@ def get_app() -> typer.Typer:
     return app
 
 
-@app.command("demo")
-def demo_cmd(
-    out: Path = typer.Option(Path("textme-report"), help="Report folder (markdown, JSON, plots, bundles)."),
-    quick: bool = typer.Option(False, help="Scaled-down run (about a minute)."),
-    train_texts: Optional[int] = typer.Option(None, help="Text descriptions per modality."),
-    epochs: Optional[int] = typer.Option(None),
-    seed: int = typer.Option(0),
-    retrain: bool = typer.Option(False, "--retrain",
-                                 help="Train the projectors again instead of reusing cached ones."),
-) -> None:
-    """Run text-only modality expansion end to end in the offline reference world."""
-    from rich.markdown import Markdown
-
-    from textme_sdk.demo import DemoConfig, format_tables, run_demo
-
-    cfg = DemoConfig.quick(out_dir=str(out), plots=True) if quick else DemoConfig(out_dir=str(out))
-    cfg.seed = seed
-    cfg.reuse_projectors = not retrain
-    if train_texts:
-        cfg.train_texts = train_texts
-    if epochs:
-        cfg.epochs = epochs
-    results = run_demo(cfg, log=lambda msg: console.print(_escape(msg), highlight=False))
-    console.print(Markdown(format_tables(results)))
-    console.print(f"report: {results['report']}  ({results['seconds']} s)")
-
-
 def _add_plugin_commands() -> None:
     from textme_sdk.plugins import call_hook
 

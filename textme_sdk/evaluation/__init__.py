@@ -12,12 +12,15 @@ from .metrics import (
     mrr,
     ppr,
     recall_at_k,
+    relevance_from_labels,
+    relevance_retrieval,
     topk_accuracy,
 )
 from .templates import DOMAINS, TEMPLATES, get_templates
-from .zeroshot import class_prototypes, zero_shot_predict
+from .zeroshot import class_prototypes, prompt_prototypes, zero_shot_predict
 
-__all__ = ["recall_at_k", "caption_retrieval", "topk_accuracy", "mrr", "average_precision",
-           "auroc", "f1_binary", "ppr", "class_prototypes", "zero_shot_predict",
+__all__ = ["recall_at_k", "caption_retrieval", "relevance_retrieval", "relevance_from_labels",
+           "topk_accuracy", "mrr", "average_precision", "auroc", "f1_binary", "ppr",
+           "class_prototypes", "prompt_prototypes", "zero_shot_predict",
            "RetrievalSet", "ClassificationSet", "TaskInfo", "TASKS", "load_task",
            "get_templates", "TEMPLATES", "DOMAINS", "evaluate", "EvalReport", "item_embeddings"]

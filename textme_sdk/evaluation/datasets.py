@@ -51,6 +51,12 @@ class RetrievalSet:
         captions: the texts.
         caption_item: for each caption, the index of the item it describes.
         ids: the dataset's own id of each item (file name, video id, SMILES...).
+        relevant: optional ``[n_captions, n_items]`` bool matrix, True where caption ``i``
+            truly describes item ``j``; for sets where a caption fits more items than its own
+            (a generated world where "a photo of a dog" describes every dog picture, or extra
+            human judgements). Each caption must be relevant to its own item. When given, it
+            replaces ``caption_item`` in :meth:`relevance` and in the evaluation of both
+            directions (:func:`~textme_sdk.evaluation.metrics.relevance_retrieval`).
     """
 
     name: str
@@ -59,6 +65,7 @@ class RetrievalSet:
     captions: list[str]
     caption_item: list[int]
     ids: list[str] = field(default_factory=list)
+    relevant: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if len(self.captions) != len(self.caption_item):
@@ -74,10 +81,30 @@ class RetrievalSet:
             )
         if self.ids and len(self.ids) != len(self.items):
             raise InvalidInputError(f"{self.name}: {len(self.ids)} ids for {len(self.items)} items")
+        if self.relevant is not None:
+            self.relevant = self._check_relevant(self.relevant)
+
+    def _check_relevant(self, relevant: Any) -> torch.Tensor:
+        rel = torch.as_tensor(np.asarray(relevant))
+        want = (len(self.captions), len(self.items))
+        if tuple(rel.shape) != want or rel.dtype != torch.bool:
+            raise InvalidInputError(
+                f"{self.name}: relevant must be a bool matrix of shape [captions, items] = "
+                f"{list(want)}, got {rel.dtype} {list(rel.shape)}")
+        own = rel[torch.arange(len(self.captions)), torch.as_tensor(self.caption_item, dtype=torch.long)]
+        if not bool(own.all()):
+            first = int((~own).nonzero()[0])
+            raise InvalidInputError(
+                f"{self.name}: caption {first} is not relevant to its own item "
+                f"{self.caption_item[first]}; set relevant[i, caption_item[i]] = True for every caption")
+        return rel
 
     def relevance(self) -> torch.Tensor:
         """``[n_captions, n_items]`` bool: ``rel[i, j]`` is True when caption ``i`` describes item
-        ``j`` (text->item queries; transpose it for item->text)."""
+        ``j`` (text->item queries; transpose it for item->text). ``relevant`` when given,
+        otherwise each caption's own item (``caption_item``)."""
+        if self.relevant is not None:
+            return self.relevant.clone()
         rel = torch.zeros(len(self.captions), len(self.items), dtype=torch.bool)
         cols = torch.as_tensor(self.caption_item, dtype=torch.long)
         rel[torch.arange(len(self.captions)), cols] = True
@@ -98,6 +125,9 @@ class ClassificationSet:
         domain: the prompt-template domain (:func:`~textme_sdk.evaluation.get_templates`);
             defaults to the modality.
         ids: the dataset's own id of each item.
+        prompts: optional zero-shot prompts per class, ``prompts[c]`` for ``class_names[c]``
+            (for wording that templates cannot produce, e.g. "an image of an owl"); when given,
+            :func:`~textme_sdk.evaluation.evaluate` uses them unless templates are passed.
     """
 
     name: str
@@ -108,6 +138,7 @@ class ClassificationSet:
     multilabel: bool = False
     domain: str = ""
     ids: list[str] = field(default_factory=list)
+    prompts: list[list[str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.domain = self.domain or self.modality
@@ -122,6 +153,18 @@ class ClassificationSet:
             raise InvalidInputError(f"{self.name}: a label is outside 0..{c - 1}")
         if self.ids and len(self.ids) != n:
             raise InvalidInputError(f"{self.name}: {len(self.ids)} ids for {n} items")
+        if self.prompts:
+            self.prompts = [list(p) for p in self.prompts]
+            if len(self.prompts) != c:
+                raise InvalidInputError(
+                    f"{self.name}: {len(self.prompts)} prompt lists for {c} classes; give one "
+                    "list of prompts per class, in class_names order")
+            bad = [i for i, p in enumerate(self.prompts)
+                   if not p or not all(isinstance(t, str) and t.strip() for t in p)]
+            if bad:
+                raise InvalidInputError(
+                    f"{self.name}: the prompts of class {self.class_names[bad[0]]!r} are empty or "
+                    "not all non-empty strings")
 
 
 @dataclass(frozen=True)

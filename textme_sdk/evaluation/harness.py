@@ -32,7 +32,16 @@ from torch.nn import functional as F
 from ..encoders import ModalityEncoder
 from ..engine.cache import EmbeddingCache
 from ..errors import InvalidInputError, UnknownModalityError
-from .metrics import auroc, average_precision, caption_retrieval, f1_binary, ppr, topk_accuracy
+from .metrics import (
+    auroc,
+    average_precision,
+    caption_retrieval,
+    f1_binary,
+    ppr,
+    relevance_retrieval,
+    topk_accuracy,
+)
+from .zeroshot import prompt_prototypes, zero_shot_predict
 
 __all__ = ["EvalReport", "evaluate", "item_embeddings", "SYSTEM_LABELS"]
 
@@ -143,8 +152,10 @@ def item_embeddings(
     ``cache=False`` disables the cache.
     """
     items = list(items)
+    if cache is False:
+        return encoder.encode_modal(items, batch_size, show_progress_bar)
     ids = [_identity(it) for it in items]
-    if cache is False or any(i is None for i in ids):
+    if any(i is None for i in ids):
         return encoder.encode_modal(items, batch_size, show_progress_bar)
     store = cache if isinstance(cache, EmbeddingCache) else EmbeddingCache(None if cache is True else cache)
     lookup = dict(zip(ids, items))
@@ -194,12 +205,18 @@ def evaluate(
             text branch + projector) or ``"both"`` (report both rows).
         ablation: a bundle with the same modality trained without offsets, for the
             ``no_offsets`` row (omitted when ``None``).
-        templates: zero-shot prompt templates, each with one ``{}`` (default: the dataset
-            domain's, :func:`~textme_sdk.evaluation.get_templates`).
+        templates: zero-shot prompt templates, each with one ``{}`` (default: the dataset's
+            own ``prompts`` when it has them, else the dataset domain's templates,
+            :func:`~textme_sdk.evaluation.get_templates`).
         batch_size: inputs per encoder call.
         cache: item-embedding cache (default ``$TEXTME_HOME/embeddings``; ``False`` disables).
         show_progress_bar: progress bars while embedding.
         ks: R@K values for retrieval.
+
+    Retrieval uses each caption's own item (:func:`~textme_sdk.evaluation.caption_retrieval`),
+    or the dataset's ``relevant`` matrix when it has one
+    (:func:`~textme_sdk.evaluation.relevance_retrieval`); zero-shot classification builds class
+    prototypes with :func:`~textme_sdk.evaluation.prompt_prototypes` from every system's text path.
 
     Returns:
         An :class:`EvalReport`.
@@ -257,32 +274,49 @@ def evaluate(
     metrics: dict[str, dict[str, float]] = {}
     if hasattr(data, "captions"):
         kind, n_texts = "retrieval", len(data.captions)
+        relevant = getattr(data, "relevant", None)
+        if relevant is not None:
+            notes.append(f"relevance: the dataset's matrix ({int(relevant.sum())} relevant "
+                         "caption-item pairs), in both directions")
         for s in order:
-            q = texts_for(s, list(data.captions))
-            metrics[s] = caption_retrieval(q, F.normalize(items[s], dim=-1), data.caption_item, ks)
+            q, x = texts_for(s, list(data.captions)), F.normalize(items[s], dim=-1)
+            metrics[s] = (caption_retrieval(q, x, data.caption_item, ks) if relevant is None
+                          else relevance_retrieval(q, x, relevant, ks))
     else:
         kind, n_texts = "classification", len(data.class_names)
-        if templates is None:
-            from .templates import get_templates
-
-            templates = get_templates(data.domain)
-        templates = list(templates)
-        bad = [t for t in templates if t.count("{}") != 1]
-        if bad:
-            raise InvalidInputError(f"templates need exactly one '{{}}' each; bad: {bad[:3]}")
-        notes.append(f"zero-shot prompts: {len(templates)} templates x {n_texts} classes, "
-                     "embeddings averaged and re-normalised")
-        prompts = [t.format(c) for c in data.class_names for t in templates]
+        prompts = _class_prompts(data, templates)
+        if templates is None and getattr(data, "prompts", None):
+            counts = sorted({len(p) for p in prompts})
+            notes.append(f"zero-shot prompts: the dataset's own, {'-'.join(map(str, counts))} per "
+                         f"class x {n_texts} classes, embeddings averaged and re-normalised")
+        else:
+            notes.append(f"zero-shot prompts: {len(prompts[0])} templates x {n_texts} classes, "
+                         "embeddings averaged and re-normalised")
         for s in order:
-            e = texts_for(s, prompts).reshape(n_texts, len(templates), -1).mean(1)
-            logits = F.normalize(items[s], dim=-1) @ F.normalize(e, dim=-1).T
-            metrics[s] = _classification_metrics(logits, data)
+            protos = prompt_prototypes(lambda p, s=s: texts_for(s, p), prompts)
+            metrics[s] = _classification_metrics(zero_shot_predict(items[s], protos), data)
     report = EvalReport(
         task=data.name, kind=kind, modality=m, n_items=len(data.items), n_texts=n_texts,
         metrics=metrics,
         ppr={k: ppr(metrics["textme"][k], metrics["pretrained"][k]) for k in metrics["textme"]},
         notes=notes, seconds=round(time.perf_counter() - start, 2))
     return report
+
+
+def _class_prompts(data: Any, templates: Sequence[str] | None) -> list[list[str]]:
+    """The zero-shot prompts per class: ``templates`` filled with each class name, else the
+    dataset's own ``prompts``, else its domain's templates."""
+    if templates is None and getattr(data, "prompts", None):
+        return [list(p) for p in data.prompts]
+    if templates is None:
+        from .templates import get_templates
+
+        templates = get_templates(data.domain)
+    templates = list(templates)
+    bad = [t for t in templates if t.count("{}") != 1]
+    if bad:
+        raise InvalidInputError(f"templates need exactly one '{{}}' each; bad: {bad[:3]}")
+    return [[t.format(c) for t in templates] for c in data.class_names]
 
 
 def _classification_metrics(logits: torch.Tensor, data: Any) -> dict[str, float]:

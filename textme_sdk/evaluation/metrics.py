@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 
 __all__ = ["relevance_from_labels", "recall_at_k", "topk_accuracy", "mrr", "average_precision",
-           "auroc", "f1_binary", "ppr", "caption_retrieval"]
+           "auroc", "f1_binary", "ppr", "caption_retrieval", "relevance_retrieval"]
 
 ArrayLike = torch.Tensor | Sequence
 
@@ -148,6 +148,63 @@ def caption_retrieval(
     has_caption = torch.zeros(len(items), dtype=torch.bool)
     has_caption[own] = True
     x2t = x2t[has_caption]
+    out: dict[str, float] = {}
+    for k in ks:
+        out[f"T->X R@{k}"] = float((t2x < k).float().mean() * 100)
+    for k in ks:
+        out[f"X->T R@{k}"] = float((x2t < k).float().mean() * 100)
+    kmax = max(ks)
+    rr = torch.where(t2x < kmax, 1.0 / (t2x + 1), torch.zeros_like(t2x))
+    out[f"T->X MRR@{kmax}"] = float(rr.mean() * 100)
+    return out
+
+
+def relevance_retrieval(
+    text: torch.Tensor, items: torch.Tensor, relevance: ArrayLike,
+    ks: Sequence[int] = (1, 5, 10), chunk: int = 4096,
+) -> dict[str, float]:
+    """Text->X and X->text R@K (percent) under an explicit relevance matrix.
+
+    For sets where a caption can be right for several items (a vague caption such as "a photo
+    of a dog" truly describes every dog picture) or an item has graded annotations beyond its
+    own captions. Caption ``i`` ranks the items and is a hit at K when any item with
+    ``relevance[i, j]`` is in its top K; item ``j`` ranks the captions and is a hit when any
+    caption with ``relevance[i, j]`` is in its top K. Ties are resolved in the query's favour,
+    as in :func:`recall_at_k`. Queries without any relevant counterpart are left out (as
+    :func:`caption_retrieval` leaves out items without captions). The similarity matrix is
+    computed in blocks of ``chunk`` captions.
+
+    Args:
+        text: ``[n_captions, d]`` normalised caption embeddings.
+        items: ``[n_items, d]`` normalised item embeddings in the same space.
+        relevance: ``[n_captions, n_items]`` bool, True where caption ``i`` describes item ``j``.
+        ks: the K values.
+        chunk: captions per block.
+
+    Returns:
+        The keys of :func:`caption_retrieval`: ``"T->X R@K"``, ``"X->T R@K"`` for every K and
+        ``"T->X MRR@<max K>"``.
+    """
+    text, items = _t(text, torch.float32), _t(items, torch.float32)
+    rel = _t(relevance, torch.bool)
+    if rel.shape != (len(text), len(items)):
+        raise ValueError(f"relevance {tuple(rel.shape)} must be [captions, items] = "
+                         f"[{len(text)}, {len(items)}]")
+    blocks = range(0, len(text), chunk)
+    keep = len(blocks) == 1  # one block: keep it for the second pass instead of recomputing
+    kept: torch.Tensor | None = None
+    t2x = torch.empty(len(text))
+    best = torch.full((len(items),), float("-inf"))         # each item's best relevant caption
+    for s in blocks:
+        sim, r = text[s:s + chunk] @ items.T, rel[s:s + chunk]
+        t2x[s:s + chunk] = _first_relevant_rank(sim, r)
+        best = torch.maximum(best, torch.where(r, sim, torch.tensor(float("-inf"))).max(0).values)
+        kept = sim if keep else None
+    x2t = torch.zeros(len(items))
+    for s in blocks:
+        sim = kept if kept is not None else text[s:s + chunk] @ items.T
+        x2t += (sim > best[None, :]).sum(0).float()         # captions ranked above the best
+    t2x, x2t = t2x[rel.any(1)], x2t[rel.any(0)]
     out: dict[str, float] = {}
     for k in ks:
         out[f"T->X R@{k}"] = float((t2x < k).float().mean() * 100)

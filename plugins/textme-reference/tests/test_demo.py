@@ -2,7 +2,7 @@
 
 import pytest
 
-from textme_sdk.demo import DemoConfig, format_tables, run_demo
+from textme_reference.demo import DemoConfig, format_tables, run_demo
 
 
 @pytest.fixture(scope="module")

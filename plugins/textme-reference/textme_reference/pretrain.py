@@ -8,8 +8,8 @@ uses one thread by default, which is also the fastest on a busy machine).
 
 Reproduce the shipped weights::
 
-    python -m textme_sdk.reference.pretrain --modality image --out textme_sdk/reference/assets
-    python -m textme_sdk.reference.pretrain --modality audio --out textme_sdk/reference/assets
+    python -m textme_reference.pretrain --modality image --out plugins/textme-reference/textme_reference/assets
+    python -m textme_reference.pretrain --modality audio --out plugins/textme-reference/textme_reference/assets
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def pretrain(settings: PretrainSettings,
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m textme_sdk.reference.pretrain",
+    p = argparse.ArgumentParser(prog="python -m textme_reference.pretrain",
                                 description="Pretrain a reference encoder on generated pairs.")
     p.add_argument("--modality", choices=world.MODALITIES, required=True)
     p.add_argument("--out", type=Path, required=True, help="folder for <modality>.safetensors/.json")

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from textme_sdk.reference import images, sounds, world
+from textme_reference import images, sounds, world
 
 
 def test_classes_are_distinct_english_words():

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from textme_sdk import get_encoder, list_encoders
-from textme_sdk.errors import InvalidInputError, TextMEError
-from textme_sdk.reference import quality, world
-from textme_sdk.reference.plugin import ASSETS
+from textme_reference import quality, world
+from textme_reference.plugin import ASSETS
+from textme_sdk import get_encoder, list_encoders, plugin_status, reload_plugins
+from textme_sdk.errors import InvalidInputError, TextMEError, UnknownPluginError
 
 # Measured on the shipped weights with 400 held-out items (image 0.835, audio 0.945; gap 0.55 and
 # 0.52; assets/*.json has the 1,000-item report), minus a safety margin. CLIP ViT-B/32 has ~0.82.
@@ -25,10 +25,27 @@ def encoder(request):
     return get_encoder(f"ref-{request.param}")
 
 
-def test_registered_as_builtin_plugins():
+def test_registered_through_the_entry_point():
     names = {r.name: r for r in list_encoders()}
     assert names["ref-image"].modality == "image" and names["ref-audio"].modality == "audio"
     assert names["ref-image"].metadata["license"] == "Apache-2.0"
+    assert names["ref-image"].plugin == names["ref-audio"].plugin == "reference"
+    assert names["ref-audio"].metadata["extra"] == "demo"
+    row = next(r for r in plugin_status() if r["plugin"] == "reference")
+    assert row["source"].startswith("textme-reference ") and row["error"] is None
+    assert sorted(row["encoders"]) == ["ref-audio", "ref-image"]
+
+
+def test_without_the_plugin_the_error_names_the_extra(monkeypatch):
+    monkeypatch.setenv("TEXTME_LOAD_PLUGINS", "")  # entry-point plugins off: the bare core
+    reload_plugins()
+    try:
+        with pytest.raises(UnknownPluginError, match=r"pip install 'textme-sdk\[demo\]'"):
+            get_encoder("ref-image")
+    finally:
+        monkeypatch.undo()
+        reload_plugins()
+    assert get_encoder("ref-image").name == "ref-image"
 
 
 def test_assets_are_shipped_and_small():

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from textme_sdk.reference import models, pretrain, world
+from textme_reference import models, pretrain, world
 
 
 def test_tokenizer_is_deterministic_with_unk_and_truncation():

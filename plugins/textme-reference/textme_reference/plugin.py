@@ -1,12 +1,13 @@
-"""The ``ref-image`` and ``ref-audio`` encoders: the reference world's pretrained two-towers.
+"""The plugin hooks: the ``ref-image`` and ``ref-audio`` encoders and the ``textme demo`` command.
 
-They stand in for CLIP and CLAP offline: small contrastive encoders trained by
-:mod:`textme_sdk.reference.pretrain` on generated pairs, shipped in ``reference/assets`` and
-showing a real modality gap. Built-in plugin; importing this module loads nothing heavy.
+The encoders are the reference world's pretrained two-towers. They stand in for CLIP and CLAP
+offline: small contrastive encoders trained by :mod:`textme_reference.pretrain` on generated
+pairs, shipped in ``textme_reference/assets`` and showing a real modality gap. This module is
+the entry point of the distribution (group ``textme``); importing it loads nothing heavy.
 
 Example:
     >>> from textme_sdk import get_encoder
-    >>> from textme_sdk.reference import world
+    >>> from textme_reference import world
     >>> enc = get_encoder("ref-image")
     >>> items = world.sample_items("image", 4, seed=0)
     >>> enc.encode_modal([it.data for it in items]).shape
@@ -24,11 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..encoders import InputSpec, ModalityEncoder
-from ..errors import InvalidInputError, MissingInputFileError, TextMEError
-from ..hookspecs import hookimpl
+from textme_sdk import InputSpec, ModalityEncoder, hookimpl
+from textme_sdk.errors import InvalidInputError, MissingInputFileError, TextMEError
 
-__all__ = ["ASSETS", "ReferenceAudioEncoder", "ReferenceImageEncoder", "register_encoders"]
+__all__ = ["ASSETS", "ReferenceAudioEncoder", "ReferenceImageEncoder", "register_commands",
+           "register_encoders"]
 
 #: Folder of the shipped weights: ``<modality>.safetensors`` + ``<modality>.json``.
 ASSETS = Path(__file__).parent / "assets"
@@ -40,7 +41,7 @@ class _ReferenceEncoder(ModalityEncoder):
 
     Args:
         weights: ``"builtin"`` (the shipped assets), a ``.safetensors`` file written by
-            :func:`~textme_sdk.reference.models.save_model`, or a folder holding
+            :func:`~textme_reference.models.save_model`, or a folder holding
             ``<modality>.safetensors``; its ``.json`` config must sit beside it.
         sha256: if given, the weights file must have this SHA-256 (what :meth:`config` records).
         device, dtype: where and how to load.
@@ -71,7 +72,7 @@ class _ReferenceEncoder(ModalityEncoder):
         if not path.is_file():
             raise MissingInputFileError(
                 f"reference {self.modality} weights not found at {path}; pass weights='builtin' "
-                "or retrain: python -m textme_sdk.reference.pretrain --modality "
+                "or retrain: python -m textme_reference.pretrain --modality "
                 f"{self.modality} --out DIR"
             )
         return path
@@ -151,7 +152,7 @@ class ReferenceAudioEncoder(_ReferenceEncoder):
 
 # -- input conversion ------------------------------------------------------------------------
 def _unwrap_item(x: Any) -> Any:
-    """A reference-world :class:`~textme_sdk.reference.world.Item` stands for its raw data."""
+    """A reference-world :class:`~textme_reference.world.Item` stands for its raw data."""
     from .world import Item
 
     return x.data if isinstance(x, Item) else x
@@ -262,8 +263,16 @@ def _read_wav(path: Path) -> tuple[np.ndarray, int]:
 def register_encoders(register: Any) -> None:
     """Register ``ref-image`` and ``ref-audio`` (shipped weights, no download)."""
     register("ref-image", ReferenceImageEncoder, modality="image", license="Apache-2.0",
-             default_model=BUILTIN,
+             default_model=BUILTIN, extra="demo",
              description="reference-world image encoder (64-d), offline stand-in for CLIP")
     register("ref-audio", ReferenceAudioEncoder, modality="audio", license="Apache-2.0",
-             default_model=BUILTIN,
+             default_model=BUILTIN, extra="demo",
              description="reference-world audio encoder (48-d), offline stand-in for CLAP")
+
+
+@hookimpl
+def register_commands(app: Any) -> None:
+    """Add ``textme demo`` (the reference world end to end; see :mod:`textme_reference.demo`)."""
+    from .cli import demo_command
+
+    app.command("demo")(demo_command)

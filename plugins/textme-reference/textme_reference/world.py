@@ -10,7 +10,7 @@ text-only corpora never share draws.
 
 Typical use::
 
-    from textme_sdk.reference import world
+    from textme_reference import world
     unpaired = world.sample_items("image", 5000, seed=0)            # modal samples (Item.data)
     texts = world.caption_corpus("image", 100_000, seed=0)          # text-only descriptions
     test = world.sample_items("image", 1000, seed=0, split="eval")  # labelled, captioned

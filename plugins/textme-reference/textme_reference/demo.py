@@ -10,15 +10,19 @@ descriptions only (never a modal sample), then evaluation on held-out data again
 * **naive** - the TextME projector applied to modal embeddings without centring them (the gap
   left in place, as when offsets are not applied at inference).
 
-Text->X retrieval counts a retrieved sample as a hit when the query caption truly describes it:
-same class, equal on every attribute the caption states
-(:func:`textme_sdk.reference.world.caption_relevance`). The stricter exact-caption protocol,
+The held-out samples become evaluation datasets (:mod:`textme_reference.datasets`) and every
+number comes from textme-sdk's evaluation harness (:func:`textme_sdk.evaluation.evaluate`), the
+same code that scores public benchmarks. Text->X retrieval counts a retrieved sample as a hit
+when the query caption truly describes it: same class, equal on every attribute the caption
+states (:func:`textme_reference.world.caption_relevance`). The stricter exact-caption protocol,
 where only samples whose own caption is the identical string count, is reported beside it, and
-so is X->T retrieval (each sample ranks the held-out captions; its own caption is the hit).
+so is X->T retrieval (each sample ranks the held-out captions; its own caption, or the same
+string, is the hit).
 
 It also measures emergent image<->audio retrieval (never trained on pairs) and each encoder's
 gap geometry, and writes a markdown report with JSON and PNG plots. Everything goes through
-the public API (``get_encoder``, ``compute_offsets``, ``train_projector``, ``TextME``).
+textme-sdk's API (``get_encoder``, ``compute_offsets``, ``train_projector``, ``TextME``,
+``evaluation.evaluate``).
 """
 
 from __future__ import annotations
@@ -32,15 +36,22 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from torch.nn import functional as F
+from textme_sdk import (
+    Offsets,
+    Projector,
+    TextME,
+    TrainConfig,
+    TrainResult,
+    compute_offsets,
+    get_anchor,
+    get_encoder,
+    train_projector,
+)
+from textme_sdk.diagnostics import gap_geometry
+from textme_sdk.evaluation import evaluate, ppr, recall_at_k, relevance_from_labels
 
-from . import TextME, TrainConfig, compute_offsets, get_anchor, get_encoder, train_projector
-from .diagnostics import gap_geometry
-from .engine.offsets import Offsets
-from .engine.projector import Projector
-from .engine.trainer import TrainResult
-from .evaluation import ppr, recall_at_k, topk_accuracy
-from .evaluation.metrics import relevance_from_labels
+from . import world
+from .datasets import classification_set, retrieval_set
 
 logger = logging.getLogger(__name__)
 
@@ -97,14 +108,11 @@ class DemoConfig:
         return cls(**base)
 
 
-def _world():
-    from .reference import world
-
-    return world
+#: Held-out samples per modality drawn in the PCA plots of the report.
+PLOT_POINTS = 400
 
 
 def _modality_run(m: str, cfg: DemoConfig, anchor, log: Callable[[str], None]) -> dict[str, Any]:
-    world = _world()
     enc = get_encoder(f"ref-{m}")
     t0 = time.perf_counter()
     offsets = compute_offsets(
@@ -126,68 +134,42 @@ def _modality_run(m: str, cfg: DemoConfig, anchor, log: Callable[[str], None]) -
         "training": {**projector.training_result.summary(), "n_texts": len(texts)}})
     ablation = TextME(anchor).add_modality(enc, projector0, no_offsets)
     items = world.sample_items(m, cfg.eval_items, cfg.seed, "eval")
-    data = [it.data for it in items]
-    captions = [it.caption for it in items]
-    labels = torch.tensor([it.label_index for it in items])
-    classes = world.class_names()
+    metrics = _evaluate(model, ablation, items)
 
-    def templates_of(c: str) -> list[str]:
-        return world.prompts_for(m, c)
-
-    n_t = len(templates_of(classes[0]))
-    prompts = [p for c in classes for p in templates_of(c)]
-
-    def protos(embed: Callable[[list[str]], torch.Tensor]) -> torch.Tensor:
-        e = F.normalize(torch.as_tensor(embed(prompts)).float(), dim=-1)
-        return F.normalize(e.reshape(len(classes), n_t, -1).mean(1), dim=-1)
-
-    # -- embeddings of every method on the same data
-    x_raw = enc.encode_modal(data)
-    t_raw = enc.encode_text(captions)
-    anchor_caps = model.embed(captions, modality="text", convert_to_tensor=True)
-    anchor_protos = protos(lambda p: model.embed(p, modality="text", convert_to_tensor=True))
-    x = {
-        "pretrained": x_raw,
-        "textme": model.embed(data, modality=m, convert_to_tensor=True),
-        "no_offsets": ablation.embed(data, modality=m, convert_to_tensor=True),
-        "naive": model.embed(data, modality=m, convert_to_tensor=True, use_offsets=False),
-    }
-    queries = {"pretrained": t_raw}
-    class_emb = {"pretrained": protos(enc.encode_text)}
-    for k in ("textme", "no_offsets", "naive"):
-        queries[k], class_emb[k] = anchor_caps, anchor_protos
-
-    # retrieval relevance: a caption is relevant to every sample it truly describes (same class,
-    # and equal on each attribute it states); the stricter "exact caption" protocol counts only
-    # samples whose own caption is the identical string, however well another sample fits
-    relevance = torch.from_numpy(world.caption_relevance(items, items))
-    caption_index = {c: i for i, c in enumerate(captions)}  # one id per distinct caption
-    caption_ids = [caption_index[c] for c in captions]
-    exact = relevance_from_labels(caption_ids, caption_ids)
-    metrics = {}
-    for k in METHODS:
-        sim = queries[k] @ x[k].T
-        r, e = recall_at_k(sim, relevance, (1, 5)), recall_at_k(sim, exact, (1, 5))
-        # each sample ranks the captions; exact relevance, because under "truly describes" a
-        # vague caption ("a photo of a dog") is right for every dog and would reward vagueness
-        back = recall_at_k(sim.T, exact, (1, 5))
-        z = topk_accuracy(x[k] @ class_emb[k].T, labels, (1,))
-        metrics[k] = {"T->X R@1": r["R@1"], "T->X R@5": r["R@5"], "exact R@1": e["R@1"],
-                      "exact R@5": e["R@5"], "X->T R@1": back["R@1"], "X->T R@5": back["R@5"],
-                      "zero-shot top-1": z["top1"]}
-    geometry = gap_geometry(t_raw, x_raw)
+    # paired embeddings for the gap geometry, the plots and emergent retrieval
+    x_raw = enc.encode_modal([it.data for it in items])
+    t_raw = enc.encode_text([it.caption for it in items])
     log(f"[{m}] evaluated on {len(items)} held-out samples")
     return {
-        "model": model, "offsets": offsets, "metrics": metrics, "geometry": geometry,
-        "embeddings": {"text": t_raw, "modal": x_raw, "textme": x["textme"], "anchor_text": anchor_caps},
-        "labels": labels, "encoder_dim": enc.embedding_dim,
+        "model": model, "offsets": offsets, "metrics": metrics, "geometry": gap_geometry(t_raw, x_raw),
+        "embeddings": {"text": t_raw, "modal": x_raw, "textme": model.project(x_raw, m)},
+        "captions": [it.caption for it in items[:PLOT_POINTS]],
+        "labels": torch.tensor([it.label_index for it in items]), "encoder_dim": enc.embedding_dim,
     }
+
+
+def _evaluate(model: TextME, ablation: TextME, items: list[world.Item]) -> dict[str, dict[str, float]]:
+    """The demo's columns for every method, from the evaluation harness on three datasets.
+
+    T->X under "truly describes" relevance; exact-caption T->X and X->T (each sample ranks the
+    captions with exact relevance, because under "truly describes" a vague caption such as "a
+    photo of a dog" is right for every dog and would reward vagueness); zero-shot top-1 with the
+    world's prompts.
+    """
+    describes, exact, classes = (
+        evaluate(model, data, ablation=ablation, cache=False, ks=(1, 5)).metrics
+        for data in (retrieval_set(items, "describes"), retrieval_set(items, "exact"),
+                     classification_set(items)))
+    return {k: {"T->X R@1": describes[k]["T->X R@1"], "T->X R@5": describes[k]["T->X R@5"],
+                "exact R@1": exact[k]["T->X R@1"], "exact R@5": exact[k]["T->X R@5"],
+                "X->T R@1": exact[k]["X->T R@1"], "X->T R@5": exact[k]["X->T R@5"],
+                "zero-shot top-1": classes[k]["top1"]} for k in METHODS}
 
 
 def _projector_path(enc, anchor, texts: list[str], offsets: Offsets, tcfg: TrainConfig) -> Path:
     """Where a trained projector is kept: keyed by everything that determines it."""
-    from .engine.cache import content_key, default_cache_dir
-    from .extraction import cache_key
+    from textme_sdk.engine.cache import content_key, default_cache_dir
+    from textme_sdk.extraction import cache_key
 
     h = hashlib.sha256()
     for t in (offsets.mu_text, offsets.mu_modal):
@@ -202,8 +184,7 @@ def _projector(enc, anchor, texts: list[str], offsets: Offsets, tcfg: TrainConfi
                reuse: bool) -> tuple[Projector, bool]:
     """A projector trained on ``texts``; reused from the cache when an identical one exists."""
     from safetensors import SafetensorError, safe_open
-
-    from .engine.cache import atomic_save
+    from textme_sdk.engine.cache import atomic_save
 
     path = _projector_path(enc, anchor, texts, offsets, tcfg)
     if reuse and path.is_file():
@@ -334,10 +315,11 @@ def _plots(out: Path, runs: dict[str, dict[str, Any]]) -> list[Path]:
     paths = []
     for m, run in runs.items():
         e, o = run["embeddings"], run["offsets"]
-        n = min(400, len(e["text"]))
+        n = len(run["captions"])
+        anchor_text = run["model"].embed(run["captions"], modality="text", convert_to_tensor=True)
         panels = [("encoder space (raw)", e["text"][:n], e["modal"][:n]),
                   ("after centring (offsets)", o.centre_text(e["text"][:n]), o.centre_modal(e["modal"][:n])),
-                  ("anchor space (TextME)", e["anchor_text"][:n], e["textme"][:n])]
+                  ("anchor space (TextME)", anchor_text, e["textme"][:n])]
         fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
         for ax, (title, t, x) in zip(axes, panels):
             p = _pca2(torch.cat([t, x]).float())
