@@ -9,12 +9,8 @@ import torch
 from textme_sdk.engine.losses import _similarities  # the same cosine matrix; the loop differs
 
 
-def reference_hard_negative_infonce(
-    queries: torch.Tensor,
-    keys: torch.Tensor,
-    temperature: float = 0.07,
-    window: tuple[float, float] = (0.1, 0.9),
-) -> torch.Tensor:
+def reference_hard_negative_infonce(queries: torch.Tensor, keys: torch.Tensor, temperature=0.07,
+                                    window=(0.1, 0.9)) -> torch.Tensor:
     """A straightforward per-query implementation of the same loss (for tests and benchmarks)."""
     sim = _similarities(queries, keys)
     losses = []

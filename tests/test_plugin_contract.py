@@ -307,3 +307,14 @@ def test_encode_modal_skipping_keeps_the_readable_inputs_in_order(glyph):
                                enc.encode_modal([items[i] for i in result.kept]), atol=1e-6, rtol=0)
     with pytest.raises(tm.EncoderLoadError):  # loading problems are never skipped
         tm.get_encoder("glyph-broken-load").encode_modal_skipping(["dog#1"])
+
+
+def test_check_registration_reports_a_plugin_and_refuses_heavy_imports(glyph_site, monkeypatch):
+    from textme_sdk.testing import check_registration
+
+    monkeypatch.setenv("PYTHONPATH", str(glyph_site))
+    info = check_registration("glyph", heavy=("sklearn",))
+    assert info["modality"] == "glyph" and info["class"] == "GlyphEncoder"
+    assert info["config"] == {"width": 64, "shift": 1.2} and info["embedding_dim"] == 64
+    with pytest.raises(AssertionError, match=r"imported heavy modules \['zlib'\]"):
+        check_registration("glyph", heavy=("zlib",))  # the glyph module imports zlib at once

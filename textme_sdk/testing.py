@@ -200,9 +200,11 @@ def check_registration(name: str, heavy: Sequence[str] = (), timeout: float = 12
     if out.returncode != 0:
         raise _fail(f"building {name!r} through its entry point failed:\n{out.stderr[-3000:]}")
     info = json.loads(out.stdout.strip().splitlines()[-1])
-    if info.pop("imported"):
-        raise _fail(f"registering {name!r} imported heavy modules "
-                    f"{[m for m in heavy if m in out.stdout]}; import them in load_model")
+    imported = info.pop("imported")
+    if imported:
+        raise _fail(f"registering {name!r} imported heavy modules {imported}; import them "
+                    "inside load_model")
     if info.pop("loaded"):
         raise _fail(f"building {name!r} loaded its weights; load them lazily in load_model")
     return info
+

@@ -148,6 +148,11 @@ def caption_retrieval(
     has_caption = torch.zeros(len(items), dtype=torch.bool)
     has_caption[own] = True
     x2t = x2t[has_caption]
+    return _rank_summary(t2x, x2t, ks)
+
+
+def _rank_summary(t2x: torch.Tensor, x2t: torch.Tensor, ks: Sequence[int]) -> dict[str, float]:
+    """R@K both ways and text->X MRR (percent) from 0-based ranks of the first hit."""
     out: dict[str, float] = {}
     for k in ks:
         out[f"T->X R@{k}"] = float((t2x < k).float().mean() * 100)
@@ -205,12 +210,4 @@ def relevance_retrieval(
         sim = kept if kept is not None else text[s:s + chunk] @ items.T
         x2t += (sim > best[None, :]).sum(0).float()         # captions ranked above the best
     t2x, x2t = t2x[rel.any(1)], x2t[rel.any(0)]
-    out: dict[str, float] = {}
-    for k in ks:
-        out[f"T->X R@{k}"] = float((t2x < k).float().mean() * 100)
-    for k in ks:
-        out[f"X->T R@{k}"] = float((x2t < k).float().mean() * 100)
-    kmax = max(ks)
-    rr = torch.where(t2x < kmax, 1.0 / (t2x + 1), torch.zeros_like(t2x))
-    out[f"T->X MRR@{kmax}"] = float(rr.mean() * 100)
-    return out
+    return _rank_summary(t2x, x2t, ks)
