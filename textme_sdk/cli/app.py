@@ -329,11 +329,11 @@ def train_cmd(
     cfg = tm.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                          hidden_dim=hidden_dim, input_noise=input_noise)
     extend = check_bundle_out(out)
-    if sum(x is not None for x in (inputs, offsets)) + no_offsets != 1:
-        raise InvalidInputError("pass one of --inputs (unpaired modal samples), --offsets FILE "
-                                 "or --no-offsets")
-    offs = read_offsets(offsets) if offsets is not None else None
-    if inputs is not None and not inputs.exists():
+    if inputs is None and offsets is None and not no_offsets:
+        raise InvalidInputError("pass --inputs (unpaired modal samples), --offsets FILE or "
+                                "--no-offsets")
+    offs = read_offsets(offsets) if offsets is not None and not no_offsets else None
+    if inputs is not None and offs is None and not no_offsets and not inputs.exists():
         raise InvalidInputError(f"--inputs {inputs} does not exist")
     corpus = read_texts(texts, text_column)
     enc = tm.get_encoder(encoder, **parse_kv(encoder_arg))
