@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
-import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -37,7 +35,7 @@ from textme_sdk.errors import (
     InvalidInputError,
     MissingInputFileError,
 )
-from textme_sdk.testing import check_encoder
+from textme_sdk.testing import check_encoder, check_registration
 
 SR = 48_000
 CORPUS = [
@@ -265,18 +263,9 @@ HF_CONFIGS["laion/larger_clap_general"] = HF_CONFIGS["laion/larger_clap_music_an
 
 # -- registration --------------------------------------------------------------------------
 def test_registered_cheaply_with_the_documented_default():
-    code = (
-        "import sys, textme_sdk\n"
-        "reg = {r.name: r for r in textme_sdk.list_encoders()}\n"
-        "assert reg['clap'].modality == 'audio'\n"
-        "enc = textme_sdk.get_encoder('clap')\n"
-        "heavy = [m for m in ('transformers', 'laion_clap', 'clap_module') if m in sys.modules]\n"
-        "assert not heavy, heavy\n"
-        "print(enc.config(), enc.embedding_dim)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "'laion/larger_clap_general'" in out.stdout and "512" in out.stdout
+    info = check_registration("clap", heavy=("transformers", "laion_clap", "clap_module"))
+    assert info["modality"] == "audio" and info["embedding_dim"] == 512
+    assert info["config"]["model"] == "laion/larger_clap_general"
 
 
 def test_backend_inference_and_config_round_trip():

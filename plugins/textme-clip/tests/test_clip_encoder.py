@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -26,7 +24,7 @@ from textme_sdk.errors import (
     InvalidInputError,
     MissingInputFileError,
 )
-from textme_sdk.testing import check_encoder
+from textme_sdk.testing import check_encoder, check_registration
 
 TINY = "textme-test-tiny-vit"
 TINY_CFG = {
@@ -150,17 +148,8 @@ def test_construction_is_cheap_and_config_round_trips():
 
 
 def test_registered_without_importing_open_clip():
-    code = (
-        "import sys, textme_sdk\n"
-        "reg = {r.name: r for r in textme_sdk.list_encoders()}\n"
-        "assert reg['clip'].modality == 'image', reg\n"
-        "enc = textme_sdk.get_encoder('clip')\n"
-        "assert 'open_clip' not in sys.modules\n"
-        "print(type(enc).__name__)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "CLIPEncoder" in out.stdout
+    info = check_registration("clip", heavy=("open_clip",))
+    assert info["modality"] == "image" and info["class"] == "CLIPEncoder"
 
 
 # -- encoding ------------------------------------------------------------------------------
