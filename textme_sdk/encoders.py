@@ -352,8 +352,7 @@ class _Lazy:
         if missing:
             base = "ModalityEncoder" if issubclass(cls, ModalityEncoder) else "AnchorModel"
             raise IncompletePluginError(
-                f"{cls.__qualname__} cannot be built: it implements neither "
-                + "; nor ".join(missing)
+                f"{cls.__qualname__} cannot be built: write " + "; ".join(missing)
                 + f". A {base} subclass writes either the batch methods or the public ones "
                 "(see docs/writing-a-plugin.md)"
             )
