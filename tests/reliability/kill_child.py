@@ -35,7 +35,7 @@ class SlowAnchor(tm.AnchorModel):
         pass
 
     def encode_batch(self, texts, role):
-        time.sleep(0.02)
+        time.sleep(0.05)
         rows = []
         for t in texts:
             seed = int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)
@@ -52,7 +52,7 @@ def data():
 def main(mode: str, work: Path) -> None:
     if mode == "train":
         x, y = data()
-        cfg = TrainConfig(epochs=6, batch_size=32, checkpoint_every=1, seed=0)
+        cfg = TrainConfig(epochs=20, batch_size=32, checkpoint_every=1, seed=0)
         result = fit_projector(x, y, cfg, checkpoint_dir=work / "ckpt", resume=True,
                                show_progress_bar=False)
         out = {f"w.{k}": v.contiguous() for k, v in result.projector.state_dict().items()}
