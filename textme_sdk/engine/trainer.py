@@ -332,13 +332,17 @@ def _load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
     return tensors, state
 
 
-def data_fingerprint(inputs: torch.Tensor, targets: torch.Tensor) -> str:
-    """sha256 of the exact training data (inputs and targets), recorded in checkpoints."""
+def data_fingerprint(inputs: torch.Tensor, targets: torch.Tensor,
+                     input_offset: torch.Tensor | None = None) -> str:
+    """sha256 of the exact training data (inputs, targets and the input offset when one is
+    given), recorded in checkpoints. Hashed in place, chunk by chunk (no copy of the data)."""
     h = hashlib.sha256()
-    for t in (inputs, targets):
+    for t in (inputs, targets) + ((input_offset,) if input_offset is not None else ()):
         t = t.detach().cpu().contiguous()
         h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        flat = t.reshape(-1).view(torch.uint8) if t.numel() else t.new_empty(0, dtype=torch.uint8)
+        for part in flat.split(1 << 26):
+            h.update(part.numpy().data)
     return h.hexdigest()
 
 
@@ -353,8 +357,9 @@ def _evaluate(projector: Projector, x: torch.Tensor, y: torch.Tensor, cfg: Train
     losses = [loss_fn(zb, yb, cfg).item()
               for zb, yb in zip(z.split(cfg.batch_size), yt.split(cfg.batch_size)) if len(zb) > 1]
     hits = 0
+    yn = torch.nn.functional.normalize(yt, dim=-1)  # once, not once per chunk
     for start in range(0, len(z), 4096):
-        sim = z[start : start + 4096] @ torch.nn.functional.normalize(yt, dim=-1).T
+        sim = z[start : start + 4096] @ yn.T
         hits += (sim.argmax(1).cpu() == torch.arange(start, start + len(sim))).sum().item()
     projector.train()
     return (sum(losses) / len(losses) if losses else float("nan")), hits / len(z)
@@ -371,6 +376,7 @@ def fit_projector(
     on_step: Callable[[int, float], None] | None = None,
     loss_fn: LossFn | None = None,
     fingerprint: dict[str, Any] | None = None,
+    input_offset: torch.Tensor | None = None,
 ) -> TrainResult:
     """Train a :class:`Projector` mapping ``inputs`` rows onto ``targets`` rows.
 
@@ -387,6 +393,9 @@ def fit_projector(
             :func:`textme_sdk.train_projector` resolves ``config.loss`` in the loss registry.
         fingerprint: what the data is (texts hash, encoder and anchor keys...), recorded in
             the checkpoint beside a hash of the data itself; resuming on other data is refused.
+        input_offset: ``[d_m]`` subtracted (in float32) from each input row as it is used, so
+            ``inputs`` can stay the cache's raw float16 rows (memory-mapped) instead of a
+            centred float32 copy; the same numbers as passing ``inputs.float() - input_offset``.
 
     Raises:
         TrainingInterrupted: after a signal; the state is saved when ``checkpoint_dir`` is set.
@@ -407,8 +416,14 @@ def fit_projector(
         )
     if len(inputs) < 2:
         raise EmptyInputError(f"need at least 2 training texts, got {len(inputs)}")
+    if input_offset is not None and (input_offset.shape != (inputs.shape[1],)
+                                     or not torch.isfinite(input_offset).all()):
+        raise DimensionMismatchError(
+            f"input_offset must be a finite [{inputs.shape[1]}] vector (one value per input "
+            f"dimension), got shape {tuple(input_offset.shape)}")
     for what, t in (("inputs", inputs), ("targets", targets)):
-        bad = (~torch.isfinite(t)).any(dim=1)
+        # checked in chunks: no full-size temporary beside (memory-mapped) training data
+        bad = torch.cat([(~torch.isfinite(c)).any(dim=1) for c in t.split(8192)])
         if bad.any():
             rows = bad.nonzero().flatten().tolist()
             raise InvalidEmbeddingError(
@@ -422,6 +437,7 @@ def fit_projector(
     train_idx, val_idx = _split(len(inputs), cfg)
     x_dev = inputs.to(device)
     y_dev = targets.to(device)
+    x_off = input_offset.to(device, torch.float32) if input_offset is not None else None
     steps_per_epoch = len(_epoch_order(train_idx, 0, cfg))
     total_steps = steps_per_epoch * cfg.epochs
 
@@ -431,10 +447,11 @@ def fit_projector(
                               cfg.num_layers, cfg.dropout)
     projector.to(device).train()
     opt = torch.optim.AdamW(projector.parameters(), lr=cfg.lr, betas=cfg.betas,
-                            weight_decay=cfg.weight_decay)
+                            weight_decay=cfg.weight_decay, **_adamw_kernel(device))
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
 
-    data = {"sha256": data_fingerprint(inputs, targets), **(fingerprint or {})} if ckpt else {}
+    data = ({"sha256": data_fingerprint(inputs, targets, input_offset), **(fingerprint or {})}
+            if ckpt else {})
     state: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "history": [],
                              "best_epoch": -1, "best_r1": -1.0, "best_loss": math.inf,
                              "epoch_loss_sum": 0.0, "epoch_loss_n": 0, "config": cfg.to_dict(),
@@ -481,6 +498,8 @@ def fit_projector(
                 for group in opt.param_groups:
                     group["lr"] = lr_at(state["step"], total_steps, cfg)
                 xb = x_dev[idx].float()
+                if x_off is not None:
+                    xb = xb - x_off
                 if cfg.input_noise:
                     noise_gen = torch.Generator(device=device).manual_seed(
                         cfg.seed * 1_000_003 + state["step"])
@@ -488,20 +507,21 @@ def fit_projector(
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     z = projector(xb)
                 loss = loss_fn(z, y_dev[idx], cfg)
-                if not torch.isfinite(loss):
+                loss_v = loss.item()  # the step's one host sync (finiteness check and history)
+                if not math.isfinite(loss_v):
                     bar.close()
                     raise TrainingDivergedError(
                         f"training diverged at step {state['step'] + 1}: the loss is "
-                        f"{loss.item()} (lr={cfg.lr}); nothing was saved. Lower the learning "
+                        f"{loss_v} (lr={cfg.lr}); nothing was saved. Lower the learning "
                         "rate or use precision='fp32'")
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if cfg.grad_clip:
                     scaler.unscale_(opt)
-                    torch.nn.utils.clip_grad_norm_(projector.parameters(), cfg.grad_clip)
+                    torch.nn.utils.clip_grad_norm_(projector.parameters(), cfg.grad_clip,
+                                                   foreach=True)
                 scaler.step(opt)
                 scaler.update()
-                loss_v = loss.item()
                 state["epoch_loss_sum"] += loss_v
                 state["epoch_loss_n"] += 1
                 state["batch"] += 1
@@ -524,7 +544,7 @@ def fit_projector(
                     )
             _check_finite(projector, state["step"], cfg)
             best = _end_epoch(projector, x_dev, y_dev, val_idx, cfg, device, state, opt, best,
-                              loss_fn)
+                              loss_fn, x_off)
             checkpoint()
     bar.close()
     seconds = time.perf_counter() - t0
@@ -536,6 +556,14 @@ def fit_projector(
         best_epoch=state["best_epoch"] if cfg.select_best and best is not None else state["epoch"] - 1,
         samples_per_second=steps_here * cfg.batch_size / seconds if seconds > 0 else 0.0,
     )
+
+
+def _adamw_kernel(device: torch.device) -> dict[str, bool]:
+    """The fused AdamW kernel (one pass over all parameters) where this torch has one for the
+    device, else the multi-tensor one: the same update as the per-parameter loop, fewer passes."""
+    if device.type in ("cpu", "cuda"):
+        return {"fused": True}
+    return {"foreach": True}
 
 
 def _default_loss(queries: torch.Tensor, keys: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
@@ -550,14 +578,16 @@ def _check_finite(projector: Projector, step: int, cfg: TrainConfig) -> None:
             "nothing was saved. Lower the learning rate or use precision='fp32'")
 
 
-def _end_epoch(projector, x_dev, y_dev, val_idx, cfg, device, state, opt, best, loss_fn):
+def _end_epoch(projector, x_dev, y_dev, val_idx, cfg, device, state, opt, best, loss_fn,
+               x_off=None):
     """Record the epoch, evaluate on the held-out texts, keep the best weights."""
     record = {"epoch": state["epoch"],
               "train_loss": state["epoch_loss_sum"] / max(1, state["epoch_loss_n"]),
               "lr": opt.param_groups[0]["lr"]}
     if len(val_idx) >= 2:
-        vloss, r1 = _evaluate(projector, x_dev[val_idx.to(device)], y_dev[val_idx.to(device)], cfg,
-                              device, loss_fn)
+        x_val = x_dev[val_idx.to(device)]
+        vloss, r1 = _evaluate(projector, x_val.float() - x_off if x_off is not None else x_val,
+                              y_dev[val_idx.to(device)], cfg, device, loss_fn)
         record.update(val_loss=vloss, val_r1=r1)
         better = r1 > state["best_r1"] or (r1 == state["best_r1"] and vloss < state["best_loss"])
         if better:
