@@ -111,30 +111,35 @@ def _cache(cache: EmbeddingCache | str | os.PathLike | bool | None) -> Embedding
 
 def encoder_text_embeddings(
     encoder: ModalityEncoder, texts: Sequence[str], cache: Any = None, batch_size: int = 256,
-    show_progress_bar: bool | None = None,
+    show_progress_bar: bool | None = None, dtype: torch.dtype | None = torch.float32,
 ) -> torch.Tensor:
-    """Normalised text-branch embeddings of ``texts``, through the on-disk cache."""
+    """Normalised text-branch embeddings of ``texts``, through the on-disk cache.
+
+    ``dtype=None`` returns the cache entry as stored (float16, memory-mapped: no copy)."""
     store = _cache(cache)
     fn = lambda chunk: encoder.encode_text(chunk, batch_size, show_progress_bar=False)  # noqa: E731
     if store is None:
         return fn(list(texts))
     key = cache_key(encoder)
     return store.get_or_compute(key, texts, fn, show_progress_bar=show_progress_bar,
-                                description=f"{encoder.name} text embeddings").float()
+                                description=f"{encoder.name} text embeddings").to(dtype)
 
 
 def anchor_embeddings(
     anchor: AnchorModel, texts: Sequence[str], role: str = "document", cache: Any = None,
     batch_size: int = 128, show_progress_bar: bool | None = None,
+    dtype: torch.dtype | None = torch.float32,
 ) -> torch.Tensor:
-    """Normalised anchor embeddings of ``texts``, through the on-disk cache."""
+    """Normalised anchor embeddings of ``texts``, through the on-disk cache.
+
+    ``dtype=None`` returns the cache entry as stored (float16, memory-mapped: no copy)."""
     store = _cache(cache)
     fn = lambda chunk: anchor.encode(chunk, role, batch_size, show_progress_bar=False)  # noqa: E731
     if store is None:
         return fn(list(texts))
     key = cache_key(anchor, role)
     return store.get_or_compute(key, texts, fn, show_progress_bar=show_progress_bar,
-                                description=f"{anchor.name} anchor embeddings").float()
+                                description=f"{anchor.name} anchor embeddings").to(dtype)
 
 
 def train_projector(
@@ -181,13 +186,17 @@ def train_projector(
         )
     config = (config or TrainConfig()).validate()
     loss_fn = get_loss(config.loss)  # an unknown loss fails before any embedding work
-    x = offsets.centre_text(encoder_text_embeddings(encoder, texts, cache,
-                                                    show_progress_bar=show_progress_bar))
-    y = anchor_embeddings(anchor, texts, "document", cache, show_progress_bar=show_progress_bar)
+    # The cached rows stay as stored (float16, memory-mapped); fit_projector centres each batch
+    # in float32 (input_offset), the same numbers as centring a float32 copy of everything.
+    x = encoder_text_embeddings(encoder, texts, cache, show_progress_bar=show_progress_bar,
+                                dtype=None)
+    y = anchor_embeddings(anchor, texts, "document", cache, show_progress_bar=show_progress_bar,
+                          dtype=None)
     fingerprint = {"texts": len(texts), "texts_sha256": content_key({}, texts)[:16],
                    "encoder": encoder.name, "anchor": anchor.name}
     result: TrainResult = fit_projector(x, y, config, checkpoint_dir, resume, show_progress_bar,
-                                        loss_fn=loss_fn, fingerprint=fingerprint)
+                                        loss_fn=loss_fn, fingerprint=fingerprint,
+                                        input_offset=offsets.mu_text)
     projector = result.projector
     projector.training_result = result
     return projector

@@ -4,7 +4,12 @@ The encoder-text and anchor embeddings of the training texts are computed once a
 every epoch and every later run, so training never touches the big models again. Entries are
 safetensors files (float16 by default) named by ``sha256(model config, texts)``. Extraction
 writes chunk files as it goes, so an interrupted extraction resumes where it stopped; the final
-file is written atomically.
+file is written atomically, streamed from the chunk files one at a time.
+
+Entries are read memory-mapped: a cache hit costs no copy of the matrix, the operating system
+pages rows in as training gathers them, and so a million cached texts train in bounded memory.
+The library only ever replaces entries atomically (never rewrites a file in place), so a mapped
+matrix stays valid while a new version of its entry is written.
 """
 
 from __future__ import annotations
@@ -13,15 +18,16 @@ import hashlib
 import json
 import logging
 import os
+import struct
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..errors import InvalidEmbeddingError
 from .progress import auto_progress
@@ -159,7 +165,7 @@ class EmbeddingCache:
                    desc=description + (f" [rank {rank}/{world_size}]" if world_size > 1 else ""),
                    disable=not auto_progress(show_progress_bar, len(mine) > 1) or
                    (world_size > 1 and show_progress_bar is None and rank != 0))
-        chunks: dict[int, torch.Tensor] = {}
+        chunks: dict[int, torch.Tensor | None] = {}
         for c in mine:
             part = parts / f"{c:06d}.safetensors"
             sub = texts[c * chunk_size : (c + 1) * chunk_size]
@@ -171,31 +177,31 @@ class EmbeddingCache:
                         f"embedding chunk {c} has shape {tuple(emb.shape)} or non-finite values"
                     )
                 atomic_save({"embeddings": emb}, part)
-            chunks[c] = emb
+            chunks[c] = None  # on disk; merged from there, one chunk in memory at a time
             bar.update(len(sub))
         bar.close()
         if world_size > 1:
             barrier()  # every chunk file is written
         if rank == 0:
             for c in range(n_chunks):
-                if c not in chunks:
-                    part = parts / f"{c:06d}.safetensors"
-                    sub = texts[c * chunk_size : (c + 1) * chunk_size]
-                    emb = self._load_or_discard(part, len(sub))
-                    if emb is None:
-                        raise InvalidEmbeddingError(
-                            f"chunk {c} of {key[:12]} is missing or damaged after every rank "
-                            f"finished; are all ranks writing to the same cache folder "
-                            f"({self.root})? Rerun to recompute it")
-                    chunks[c] = emb
-            dims = {chunks[c].shape[1] for c in range(n_chunks)}
+                part = parts / f"{c:06d}.safetensors"
+                sub = texts[c * chunk_size : (c + 1) * chunk_size]
+                emb = self._load_or_discard(part, len(sub))
+                if emb is None:
+                    raise InvalidEmbeddingError(
+                        f"chunk {c} of {key[:12]} is missing or damaged after every rank "
+                        f"finished; are all ranks writing to the same cache folder "
+                        f"({self.root})? Rerun to recompute it")
+                chunks[c] = emb  # memory-mapped
+            dims = {(chunks[c].shape[1], chunks[c].dtype) for c in range(n_chunks)}
             if len(dims) != 1:
                 raise InvalidEmbeddingError(
-                    f"the chunks of {key[:12]} have different widths {sorted(dims)}; delete "
-                    f"{parts} and rerun")
-            out = torch.cat([chunks[c] for c in range(n_chunks)])
+                    f"the chunks of {key[:12]} have different widths or dtypes {sorted(map(str, dims))}; "
+                    f"delete {parts} and rerun")
             meta = {"model": json.dumps(model, sort_keys=True, default=str), "count": str(len(texts))}
-            atomic_save({"embeddings": out}, final, metadata=meta)
+            _stream_save([chunks[c] for c in range(n_chunks)], final, meta)
+            del chunks
+            out = self.load(key, len(texts))
         if world_size > 1:
             barrier()  # the merged entry exists
         if rank == 0:
@@ -204,14 +210,79 @@ class EmbeddingCache:
         return self.load(key, len(texts))
 
 
+_DTYPES = {"F16": (torch.float16, np.float16), "F32": (torch.float32, np.float32),
+           "F64": (torch.float64, np.float64), "BF16": (torch.bfloat16, np.int16)}
+_NAMES = {t: name for name, (t, _) in _DTYPES.items()}
+
+
+def _header(path: Path) -> tuple[dict[str, Any], int]:
+    """The JSON header of a safetensors file and where its data starts."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) != 8:
+            raise ValueError("shorter than a safetensors header")
+        (n,) = struct.unpack("<Q", head)
+        if n > 100_000_000:
+            raise ValueError(f"header length {n} is implausible")
+        raw = f.read(n)
+    if len(raw) != n:
+        raise ValueError("truncated header")
+    header = json.loads(raw)
+    if not isinstance(header, dict):
+        raise ValueError("the header is not a JSON object")
+    return header, 8 + n
+
+
 def _read(path: Path, rows: int | None) -> torch.Tensor | str:
-    """The ``embeddings`` matrix of a cache file, or why it cannot be used."""
+    """The ``embeddings`` matrix of a cache file, memory-mapped (copy-on-write), or why it
+    cannot be used. The header, the file size and every value are checked first."""
     try:
-        emb = load_file(str(path))["embeddings"]
-    except (SafetensorError, OSError, KeyError, ValueError) as exc:
+        header, start = _header(path)
+        info = header["embeddings"]
+        dtype, np_dtype = _DTYPES[info["dtype"]]
+        shape = [int(v) for v in info["shape"]]
+        begin, end = (int(v) for v in info["data_offsets"])
+        if len(shape) != 2:
+            return f"shape {tuple(shape)}, expected {rows} rows"
+        nbytes = shape[0] * shape[1] * np.dtype(np_dtype).itemsize
+        if end - begin != nbytes or begin < 0 or start + end > path.stat().st_size:
+            raise ValueError(f"the data of {tuple(shape)} {info['dtype']} does not fit the file")
+        if nbytes == 0:
+            emb = torch.empty(shape, dtype=dtype)
+        else:
+            arr = np.memmap(path, dtype=np_dtype, mode="c", offset=start + begin, shape=tuple(shape))
+            emb = torch.from_numpy(arr)
+            if dtype == torch.bfloat16:
+                emb = emb.view(torch.bfloat16)
+    except (OSError, KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
         return f"damaged: {type(exc).__name__}: {exc}"
-    if emb.ndim != 2 or (rows is not None and emb.shape[0] != rows):
+    if rows is not None and emb.shape[0] != rows:
         return f"shape {tuple(emb.shape)}, expected {rows} rows"
-    if not torch.isfinite(emb).all():
+    if not all(torch.isfinite(c).all() for c in emb.split(8192)):
         return "non-finite values"
     return emb
+
+
+def _stream_save(parts: list[torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """Write the row-wise concatenation of ``parts`` as one safetensors ``embeddings`` entry,
+    one part at a time (never the whole matrix in memory), via a temporary file and an atomic
+    rename. Readable by ``safetensors.torch.load_file``."""
+    rows, dim, dtype = sum(len(p) for p in parts), parts[0].shape[1], parts[0].dtype
+    nbytes = rows * dim * parts[0].element_size()
+    header = json.dumps({"__metadata__": metadata,
+                         "embeddings": {"dtype": _NAMES[dtype], "shape": [rows, dim],
+                                        "data_offsets": [0, nbytes]}},
+                        separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # the data starts 8-byte aligned, as safetensors writes
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(struct.pack("<Q", len(header)))
+            f.write(header)
+            for p in parts:
+                f.write(p.detach().contiguous().reshape(-1).view(torch.uint8).numpy().data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
