@@ -41,8 +41,10 @@ test-all: setup
 docs: setup
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
+# Every benchmark, then one table of every check (benchmarks/results/*.json); QUICK=1 for
+# smaller sizes (minutes), e.g. `make bench QUICK=1`.
 bench: setup
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) site build *.egg-info
