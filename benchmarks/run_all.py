@@ -59,7 +59,8 @@ def table(results: Path = RESULTS) -> str:
         for c in checks:
             met = {True: "yes", False: "**NO**", None: "-"}.get(c.get("met"), str(c.get("met")))
             value = c.get("value")
-            value = f"{value:,.3g}" if isinstance(value, (int, float)) else str(value)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.5g}"
             rows.append(f"| {path.stem} | {c.get('what', '?')} | {value} {c.get('unit', '')} | "
                         f"{c.get('target', '-')} | {met} |")
     if missing:

@@ -21,14 +21,16 @@ def test_run_all_prints_every_check_of_every_result(tmp_path):
     (tmp_path / "bench_a.json").write_text(json.dumps({"checks": [
         {"what": "speed-up", "value": 497.3, "unit": "x", "target": ">= 20", "met": True},
         {"what": "share", "value": 0.8, "unit": "fraction", "target": ">= 0.85", "met": False},
-        {"what": "info", "value": 12, "unit": "s", "target": "-", "met": None}]}))
+        {"what": "info", "value": 12, "unit": "s", "target": "-", "met": None},
+        {"what": "rate", "value": 159292.4, "unit": "points/s", "target": "-", "met": None}]}))
     (tmp_path / "bench_b.json").write_text(json.dumps({"no": "checks"}))
     (tmp_path / "bench_c.json").write_text("{broken")
     out = table(tmp_path).splitlines()
     assert out[0] == "| benchmark | what | value | target | met |"
-    assert "| bench_a | speed-up | 497 x | >= 20 | yes |" in out
+    assert "| bench_a | speed-up | 497.3 x | >= 20 | yes |" in out
     assert "| bench_a | share | 0.8 fraction | >= 0.85 | **NO** |" in out
     assert "| bench_a | info | 12 s | - | - |" in out
+    assert "| bench_a | rate | 159,292 points/s | - | - |" in out
     assert any(line.startswith("| bench_c | unreadable result") for line in out)
     assert out[-1] == "(results without checks: bench_b)"
 
