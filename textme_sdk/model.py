@@ -216,7 +216,8 @@ class TextME:
     def _project(self, entry: ModalityEntry, x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
         proj = entry.projector
         dev = next(proj.parameters()).device
-        out = torch.cat([proj(b.to(dev)).float().cpu() for b in x.split(chunk)])
+        parts = [proj(b.to(dev)).float().cpu() for b in x.split(chunk)]
+        out = parts[0] if len(parts) == 1 else torch.cat(parts)  # no copy for one chunk
         _check_finite_rows(out, f"the projector of {entry.encoder.name!r}",
                            "its weights were changed in memory: reload or retrain it")
         return out
@@ -380,9 +381,9 @@ def _as_float_tensor(x: Any, who: str) -> torch.Tensor:
 
 def _check_finite_rows(x: torch.Tensor, what: str, fix: str) -> None:
     """Raise :class:`InvalidEmbeddingError` naming the rows of ``x`` that hold NaN/inf."""
-    bad = ~torch.isfinite(x)
-    if not bad.any():
+    if torch.isfinite(x).all():  # the common case: one pass, one temporary
         return
+    bad = ~torch.isfinite(x)
     rows = (bad.reshape(bad.shape[0], -1).any(dim=1) if bad.ndim > 1 else bad).nonzero().flatten()
     raise InvalidEmbeddingError(f"NaN/inf values in {what}: {len(rows)} of {x.shape[0]} rows "
                                 f"(first: {rows[:5].tolist()}); {fix}")
