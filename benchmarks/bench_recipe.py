@@ -132,6 +132,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true",
                     help="4,000 texts, 20 epochs, batch 256 (the demo's quick setting)")
     ap.add_argument("--recipe-steps", type=int, default=None)
+    ap.add_argument("--texts", type=int, default=None, help="override the number of texts")
     args = ap.parse_args()
     from textme_reference.world import caption_corpus
 
@@ -139,6 +140,7 @@ def main() -> None:
         n, epochs, batch, steps = 4000, 20, 256, args.recipe_steps or 4
     else:  # the reference demo's default setting
         n, epochs, batch, steps = 20000, 30, 512, args.recipe_steps or 6
+    n = args.texts or n
     cfg = tm.TrainConfig(epochs=epochs, batch_size=batch, seed=0, device="cpu")
     texts = caption_corpus("image", n, seed=2)
     anchor = tm.get_anchor("minilm", device="cpu")

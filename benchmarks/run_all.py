@@ -29,7 +29,7 @@ RESULTS = HERE / "results"
 #: What ``--quick`` passes to each script (smaller sizes; the same checks).
 QUICK = {
     "bench_engine": ["--quick"],
-    "bench_recipe": ["--quick"],
+    "bench_recipe": ["--quick", "--texts", "2000"],
     "bench_memory": ["--texts", "100000", "--big-texts", "200000", "--big-steps", "20", "--no-copy"],
     "bench_embed": ["--rounds", "2", "--calls", "16"],
     "bench_scaling": ["--texts", "4000"],
