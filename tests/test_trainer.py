@@ -127,3 +127,24 @@ def test_input_noise_is_deterministic_resumable_and_changes_training(tmp_path):
         fit_projector(x, y, cfg, checkpoint_dir=tmp_path, on_step=interrupt, show_progress_bar=False)
     resumed = fit_projector(x, y, cfg, checkpoint_dir=tmp_path, resume=True, show_progress_bar=False)
     assert torch.equal(wa, resumed.projector.net[0].weight)
+
+
+def test_resume_reads_the_state_saved_with_the_weights(tmp_path):
+    """A kill between the two files of a checkpoint cannot pair new weights with an old step:
+    the step counters are stored inside ``state.safetensors`` and win over the readable JSON."""
+    x, y = _data()
+    full = fit_projector(x, y, CFG, show_progress_bar=False)
+
+    def interrupt(step, loss):
+        if step == 13:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(tm.TrainingInterrupted):
+        fit_projector(x, y, CFG, checkpoint_dir=tmp_path, on_step=interrupt, show_progress_bar=False)
+    stale = json.loads((tmp_path / "trainer_state.json").read_text())
+    stale.update(step=12, batch=3)  # as if the JSON copy were one step behind the weights
+    (tmp_path / "trainer_state.json").write_text(json.dumps(stale))
+    resumed = fit_projector(x, y, CFG, checkpoint_dir=tmp_path, resume=True, show_progress_bar=False)
+    for k, v in full.projector.state_dict().items():
+        assert torch.equal(v, resumed.projector.state_dict()[k]), k
+    assert resumed.steps == full.steps

@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator, Literal
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors import SafetensorError, safe_open
 
 from ..errors import (
     DimensionMismatchError,
@@ -308,18 +307,27 @@ def save_checkpoint(path: Path, projector: Projector, opt: torch.optim.Optimizer
     tensors.update({k: v.detach().cpu() for k, v in opt_t.items()})
     if best is not None:
         tensors.update({f"best.{k}": v for k, v in best.items()})
-    atomic_save(tensors, path / "state.safetensors")
-    meta = dict(state, param_groups=groups, scaler=scaler.state_dict())
-    tmp = path / ".trainer_state.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1))
+    meta = json.dumps(dict(state, param_groups=groups, scaler=scaler.state_dict()), indent=1)
+    # The state travels inside the safetensors file: weights and step counters are replaced in
+    # one rename, so a kill between two writes cannot pair new weights with an old step.
+    atomic_save(tensors, path / "state.safetensors", metadata={_STATE_KEY: meta})
+    tmp = path / ".trainer_state.json.tmp"  # a readable copy; resuming reads the file above
+    tmp.write_text(meta)
     os.replace(tmp, path / "trainer_state.json")
+
+
+_STATE_KEY = "textme_trainer_state"
 
 
 def _load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a training checkpoint; a damaged one raises :class:`TrainingCheckpointError`."""
     try:
-        tensors = load_file(str(path / "state.safetensors"))
-        state = json.loads((path / "trainer_state.json").read_text())
+        with safe_open(str(path / "state.safetensors"), framework="pt") as f:
+            embedded = (f.metadata() or {}).get(_STATE_KEY)
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        # checkpoints written before the state was embedded keep it only in the JSON file
+        state = json.loads(embedded if embedded is not None
+                           else (path / "trainer_state.json").read_text())
     except (SafetensorError, OSError, ValueError, UnicodeDecodeError) as exc:
         raise TrainingCheckpointError(
             f"the training checkpoint in {path} is damaged or incomplete ({type(exc).__name__}: "
@@ -457,7 +465,8 @@ def fit_projector(
                              "epoch_loss_sum": 0.0, "epoch_loss_n": 0, "config": cfg.to_dict(),
                              "data": data}
     best: dict[str, torch.Tensor] | None = None
-    if resume and ckpt is not None and (ckpt / "trainer_state.json").exists():
+    if resume and ckpt is not None and any(
+            (ckpt / name).exists() for name in ("state.safetensors", "trainer_state.json")):
         tensors, saved = _load_checkpoint(ckpt)
         if saved.get("config") != cfg.to_dict():
             changed = sorted(k for k, v in cfg.to_dict().items()
