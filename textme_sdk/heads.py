@@ -59,6 +59,7 @@ from .errors import (
 logger = logging.getLogger(__name__)
 
 __all__ = ["HeadConfig", "ClassifierHead", "fit_head", "fit_head_on_embeddings", "load_head",
+           "uml_loss", "bundle_record",
            "HEAD_FORMAT_VERSION", "SPACES"]
 
 HEAD_FORMAT_VERSION = 1
@@ -517,6 +518,28 @@ def _class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return w
 
 
+def uml_loss(
+    weight: torch.Tensor,
+    modal: Sequence[tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor | None]],
+    text: tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor | None] | None,
+    text_weight: float,
+) -> torch.Tensor:
+    """``sum_m CE_m + text_weight * CE_text`` for a head ``weight [C, d]``.
+
+    Each source is ``(scale, normalised embeddings [n, d], labels [n], class weights [C] or
+    None)``; its logits are ``scale * x @ weight.T``. With class weights ``1 / count(c)`` (what
+    the fit uses) a term is the mean over classes of each class's mean loss: class balanced.
+    """
+    loss = torch.zeros(())
+    for scale, x, y, w in modal:
+        if len(y):
+            loss = loss + F.cross_entropy(scale * x @ weight.T, y, weight=w)
+    if text is not None and text_weight > 0:
+        scale, x, y, w = text
+        loss = loss + text_weight * F.cross_entropy(scale * x @ weight.T, y, weight=w)
+    return loss
+
+
 def _split_val(labels: torch.Tensor, fraction: float, gen: torch.Generator) -> torch.Tensor:
     """Boolean mask of the validation shots: ``fraction`` of each class with >= 2 shots."""
     mask = torch.zeros(len(labels), dtype=torch.bool)
@@ -668,14 +691,9 @@ def fit_head_on_embeddings(
     for step in range(cfg.steps):
         for g in opt.param_groups:
             g["lr"] = cfg.lr * _lr_factor(step, cfg.steps, cfg.warmup)
-        loss = torch.zeros(())
-        for i, m in enumerate(train):
-            x, y = train[m]
-            if len(y):
-                loss = loss + F.cross_entropy(scale(i) * x @ weight.T, y, weight=cw[m])
-        if TEXT in names:
-            loss = loss + text_weight * F.cross_entropy(
-                scale(names.index(TEXT)) * t_x @ weight.T, t_y, weight=t_cw)
+        loss = uml_loss(weight, [(scale(i), *train[m], cw[m]) for i, m in enumerate(train)],
+                        (scale(names.index(TEXT)), t_x, t_y, t_cw) if TEXT in names else None,
+                        text_weight)
         if not torch.isfinite(loss):
             raise TrainingDivergedError(f"the head's loss became {float(loss)} at step {step}; "
                                         "lower HeadConfig.lr")
@@ -683,7 +701,7 @@ def fit_head_on_embeddings(
         loss.backward()
         opt.step()
         steps_run = step + 1
-        history.append(float(loss))
+        history.append(float(loss.detach()))
         if val and (steps_run % cfg.eval_every == 0 or steps_run == cfg.steps):
             acc = val_accuracy()
             if acc > best[0]:
@@ -794,6 +812,10 @@ def fit_head(
     if space == "encoder" and len(groups) != 1:
         raise InvalidInputError(f"an encoder-space head uses one encoder, got shots of {sorted(groups)}; "
                                 "use space='anchor' for shots of several modalities")
+    blank = [y for _, ys in groups.values() for y in ys if not str(y).strip()]
+    if blank:
+        raise InvalidInputError(f"{len(blank)} shots have an empty label; give every shot a class "
+                                "name")
     classes = sorted({str(y) for _, ys in groups.values() for y in ys})
     index = {c: i for i, c in enumerate(classes)}
     if class_texts is None:
