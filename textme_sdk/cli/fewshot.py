@@ -159,7 +159,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("predict")
     def predict_cmd(
-        head_dir: Path = typer.Argument(..., metavar="HEAD", help="A head folder (from `textme fewshot`, or BUNDLE/heads/NAME)."),
+        head: Path = typer.Argument(..., help="A head folder (from `textme fewshot`, or BUNDLE/heads/NAME)."),
         items: list[Path] = typer.Argument(..., help="Input files, folders of them, or list files."),
         modality: str = typer.Option(..., "--modality", "-m", help="Bundle modality of the items."),
         bundle: Optional[str] = typer.Option(None, help="Bundle to embed with (default: the one holding or recorded by the head)."),
@@ -170,8 +170,8 @@ def register(app: typer.Typer) -> None:
         import textme_sdk as tm
 
         try:
-            head = tm.ClassifierHead.from_pretrained(head_dir)
-            model = tm.TextME.from_pretrained(_bundle_of(head_dir, head, bundle))
+            clf = tm.ClassifierHead.from_pretrained(head)
+            model = tm.TextME.from_pretrained(_bundle_of(head, clf, bundle))
             exts = model.entry(modality).encoder.input_spec.file_extensions
             inputs: list[str] = []
             for p in items:
@@ -179,12 +179,12 @@ def register(app: typer.Typer) -> None:
                     inputs.append(str(p))
                 else:
                     inputs += read_inputs(p, exts)
-            emb = head.embed(model, inputs, modality, batch_size)
-            proba = head.predict_proba(emb, modality)
+            emb = clf.embed(model, inputs, modality, batch_size)
+            proba = clf.predict_proba(emb, modality)
         except tm.TextMEError as exc:
             _fail(exc)
         best = proba.max(-1)
-        rows = [{"input": x, "label": head.classes[int(i)], "probability": round(float(p), 6)}
+        rows = [{"input": x, "label": clf.classes[int(i)], "probability": round(float(p), 6)}
                 for x, p, i in zip(inputs, best.values, best.indices)]
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
