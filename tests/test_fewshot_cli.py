@@ -151,3 +151,25 @@ def test_eval_shots_on_an_esc50_layout(minilm, tmp_path):
     assert any("other folds" in n for n in report["notes"])
     res = run("eval", bundle, "--task", "esc50", "--data", root, "--shots", 0, ok=False)
     assert res.exit_code == 2 and "K >= 1" in res.output
+
+
+def test_read_shots_from_class_folders_and_texts_from_csv(tmp_path):
+    from textme_sdk.cli.fewshot import read_class_texts, read_shots
+
+    for label in ("cat", "dog"):
+        (tmp_path / "shots" / label).mkdir(parents=True)
+        for i in range(2):
+            (tmp_path / "shots" / label / f"{i}.png").write_bytes(b"")
+    (tmp_path / "shots" / "dog" / "notes.txt").write_text("not an image")
+    items, labels = read_shots(tmp_path / "shots", (".png",))
+    assert labels == ["cat", "cat", "dog", "dog"] and all(i.endswith(".png") for i in items)
+    csv_path = tmp_path / "s.csv"
+    csv_path.write_text("shots/cat/0.png,cat\nshots/dog/9.png,dog\n")
+    with pytest.raises(tm.MissingInputFileError, match="row 2"):
+        read_shots(csv_path, (".png",))
+    texts = tmp_path / "t.csv"
+    texts.write_text("label,text\ncat,a cat, sleeping\ncat,a kitten\ndog,a dog\n")
+    assert read_class_texts(texts) == {"cat": ["a cat, sleeping", "a kitten"], "dog": ["a dog"]}
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(tm.InvalidInputError, match="class sub-folders"):
+        read_shots(tmp_path / "empty", (".png",))

@@ -21,7 +21,7 @@ def _csv_rows(path: Path) -> list[list[str]]:
     except UnicodeDecodeError as exc:
         raise InvalidInputError(f"{path} is not UTF-8 text ({exc.reason}); convert it") from None
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    return [[c.strip() for c in row] for row in csv.reader(text.splitlines(), delimiter=delimiter)
+    return [row for row in csv.reader(text.splitlines(), delimiter=delimiter)
             if row and any(c.strip() for c in row)]
 
 
@@ -51,7 +51,7 @@ def read_shots(path: Path, extensions: tuple[str, ...] = ()) -> tuple[list[str],
                                     f"{'/'.join(extensions) or 'files'}; put each class's files "
                                     "in a folder named after the class")
         return items, labels
-    rows = _csv_rows(path)
+    rows = [[c.strip() for c in row] for row in _csv_rows(path)]
     if rows and [c.lower() for c in rows[0][:2]] in (["path", "label"], ["file", "label"],
                                                      ["item", "label"]):
         rows = rows[1:]
@@ -89,13 +89,13 @@ def read_class_texts(path: Path) -> dict[str, list[str]]:
             raise InvalidInputError(f"{path} must hold an object {{label: [texts]}}")
         return {str(k): list(v) for k, v in data.items()}
     out: dict[str, list[str]] = {}
-    rows = _csv_rows(path)
-    if rows and [c.lower() for c in rows[0][:2]] == ["label", "text"]:
+    rows = [[row[0].strip(), ",".join(row[1:]).strip()] for row in _csv_rows(path)]
+    if rows and [c.lower() for c in rows[0]] == ["label", "text"]:
         rows = rows[1:]
-    for i, row in enumerate(rows, 1):
-        if len(row) < 2 or not row[0] or not row[1]:
-            raise InvalidInputError(f"{path}, row {i}: expected label,text, got {row!r}")
-        out.setdefault(row[0], []).append(",".join(row[1:]))
+    for i, (label, text) in enumerate(rows, 1):
+        if not label or not text:
+            raise InvalidInputError(f"{path}, row {i}: expected label,text, got {label!r}, {text!r}")
+        out.setdefault(label, []).append(text)
     if not out:
         raise InvalidInputError(f"{path} holds no class texts")
     return out
