@@ -595,7 +595,8 @@ def fit_head_on_embeddings(
         text_weight: ``alpha`` of ``CE(modal) + alpha * CE(text)`` (UML sweeps 0.2-1.5; 0 =
             modal only).
         config: a :class:`HeadConfig`.
-        space, modality: recorded on the head.
+        space: recorded on the head (``"anchor"`` or ``"encoder"``).
+        modality: recorded on the head (the encoder-space head's modality).
         init_text: the texts whose class means initialise the head (default: ``text``);
             needed when ``config.init == "text"``.
 
