@@ -117,7 +117,7 @@ def _bundle_of(head_dir: Path, head: Any, bundle: Optional[str]) -> str:
 
 def register(app: typer.Typer) -> None:
     """Add ``fewshot`` and ``predict`` to the ``textme`` app."""
-    from textme_sdk.cli.app import _escape, _fail, check_on_error, console, read_inputs  # noqa: F401
+    from textme_sdk.cli.app import _escape, _fail, console, read_inputs
 
     @app.command("fewshot")
     def fewshot_cmd(
