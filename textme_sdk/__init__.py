@@ -23,6 +23,7 @@ from .engine.projector import Projector
 from .engine.trainer import TrainConfig, TrainResult
 from . import errors as _errors
 from .errors import *  # noqa: F403 - every typed error is public (errors.__all__)
+from .heads import ClassifierHead, HeadConfig, fit_head
 from .hookspecs import hookimpl
 from .model import TextME
 from .plugins import (
@@ -54,6 +55,10 @@ __all__ = [
     # the two training steps
     "compute_offsets",
     "train_projector",
+    # few-shot classifier heads
+    "fit_head",
+    "HeadConfig",
+    "ClassifierHead",
     # plugins
     "hookimpl",
     "get_encoder",

@@ -604,6 +604,11 @@ def _owned_files(cfg: dict[str, Any]) -> set[str]:
             rel = f"modalities/{name}"
         base = PurePosixPath(rel)
         owned |= {(base / n).as_posix() for n in (CONFIG_NAME, *WEIGHT_FILES)}
+    heads = cfg.get("heads")
+    for h in (heads.values() if isinstance(heads, dict) else ()):
+        rel = h.get("path") if isinstance(h, dict) else None
+        if isinstance(rel, str) and _safe_relpath(rel):
+            owned |= {f"{rel}/{CONFIG_NAME}", f"{rel}/head.safetensors"}
     return owned
 
 
@@ -750,8 +755,12 @@ def save_bundle(
     anchor: AnchorModel,
     entries: dict[str, ModalityEntry],
     card: str | None = None,
+    heads: dict[str, Any] | None = None,
 ) -> Path:
     """Write a bundle to ``path`` crash-safely; returns the bundle folder.
+
+    ``heads`` (``{name: ClassifierHead}``) are written to ``heads/NAME/`` and listed in the
+    config; a bundle without heads is written exactly as before.
 
     ``path`` may be missing, an empty folder or a folder holding a textme bundle (replaced;
     a hand-written ``README.md`` and any other files you added are kept in the new bundle).
@@ -799,6 +808,9 @@ def save_bundle(
                 "embedding_dim": entry.encoder.embedding_dim,
                 "encoder": entry.encoder.config(),
             }
+        for name, head in (heads or {}).items():
+            check_modality_name(name)
+            head.write_files(tmp / "heads" / name)
         config = {
             "format_version": FORMAT_VERSION,
             "library": "textme-sdk",
@@ -808,6 +820,8 @@ def save_bundle(
             "similarity": "cosine",
             "versions": _versions(),
         }
+        if heads:
+            config["heads"] = {name: {"path": f"heads/{name}"} for name in heads}
         _write_json(tmp / CONFIG_NAME, config)
         keep_card = old_cfg is not None and _keeps_card(dest)
         if not keep_card:
@@ -1008,6 +1022,11 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
                        f"a positive integer up to {MAX_DIM}", m["embedding_dim"])
         if "modality" in m and not isinstance(m["modality"], str):
             raise _bad(path, f"'modalities.{name}.modality'", "a string", m["modality"])
+    heads = cfg.get("heads", {})
+    if not isinstance(heads, dict) or not all(
+            isinstance(h, dict) and isinstance(h.get("path"), str) and _safe_relpath(h["path"])
+            and _NAME_RE.fullmatch(str(n)) for n, h in heads.items()):
+        raise _bad(path, "'heads'", "an object mapping head names to {\"path\": \"heads/NAME\"}", heads)
     if cfg.get("similarity", "cosine") != "cosine":
         raise _bad(path, "'similarity'", "\"cosine\" (the only one supported)", cfg["similarity"])
     versions = cfg.get("versions", {})

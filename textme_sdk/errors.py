@@ -29,6 +29,7 @@ __all__ = [
     "OutputExistsError",
     "BundleWriteError",
     "NonFiniteWeightsError",
+    "HeadMismatchError",
 ]
 
 
@@ -146,3 +147,7 @@ class BundleWriteError(BundleError, OSError):
 class NonFiniteWeightsError(BundleFormatError):
     """A projector or offsets hold NaN/inf values: they are neither saved, loaded nor used."""
 
+
+
+class HeadMismatchError(TextMEError, ValueError):
+    """A classifier head is used with another bundle, space or modality than it was fitted on."""

@@ -71,6 +71,7 @@ class TextME:
         self.anchor.prefer_device(self.device)
         self._entries: dict[str, ModalityEntry] = {}
         self.source: Path | None = None
+        self.heads: dict[str, Any] = {}  # name -> ClassifierHead, saved under heads/NAME
 
     @property
     def bundle_path(self) -> Path | None:
@@ -277,7 +278,29 @@ class TextME:
             NonFiniteWeightsError: a projector or offsets hold NaN/inf.
             BundleWriteError: the disk is full or not writable (the previous bundle is unchanged).
         """
-        return save_bundle(save_directory, self.anchor, self._entries, model_card)
+        return save_bundle(save_directory, self.anchor, self._entries, model_card,
+                           heads=self.heads or None)
+
+    def add_head(self, name: str, head: Any) -> "TextME":
+        """Keep a :class:`~textme_sdk.ClassifierHead` with the bundle (saved as ``heads/NAME``).
+
+        Raises:
+            InvalidInputError: a name that is not one safe path segment.
+            DimensionMismatchError: the head's width is not the anchor's (anchor-space head) or
+                its encoder's (encoder-space head).
+        """
+        from .heads import ClassifierHead
+
+        if not isinstance(head, ClassifierHead):
+            raise InvalidInputError(f"add_head takes a ClassifierHead, got {type(head).__name__}")
+        check_modality_name(name)
+        want = (self.anchor.embedding_dim if head.space == "anchor"
+                else self.entry(head.modality).encoder.embedding_dim)
+        if want and head.dim != want:
+            raise DimensionMismatchError(f"head {name!r} takes {head.dim}-d embeddings but this "
+                                         f"model's {head.space} space is {want}-d; fit it on this model")
+        self.heads[name] = head
+        return self
 
     @classmethod
     def from_pretrained(
@@ -333,6 +356,10 @@ class TextME:
                 folder, m["path"], expected_in=m.get("embedding_dim"),
                 expected_out=cfg["anchor"].get("embedding_dim") or None)
             model.add_modality(encoder, projector, offsets, name=name, info=info)
+        if cfg.get("heads"):
+            from .heads import load_bundle_heads
+
+            model.heads = load_bundle_heads(folder, cfg["heads"])
         model.source = folder
         return model
 
@@ -401,7 +428,7 @@ def _download(repo_id: str, modalities, revision, cache_dir, token, local_files_
                                         **common))
     cfg = read_config(folder)
     names = list(cfg["modalities"]) if modalities is None else list(modalities)
-    patterns = ["config.json", "README.md"] + [
+    patterns = ["config.json", "README.md"] + [f"{h['path']}/*" for h in cfg.get("heads", {}).values()] + [
         f"{cfg['modalities'][n]['path']}/*" for n in names if n in cfg["modalities"]
     ]
     with _hub_errors(repo_id):

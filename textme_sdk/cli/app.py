@@ -481,6 +481,8 @@ def eval_cmd(
     markdown_out: Optional[Path] = typer.Option(None, "--markdown", help="Write the markdown block."),
     batch_size: int = typer.Option(32),
     no_cache: bool = typer.Option(False, help="Do not cache item embeddings."),
+    shots: Optional[list[int]] = typer.Option(None, "--shots", help="Also fit few-shot heads on K shots per class (repeatable)."),
+    shot_seeds: int = typer.Option(5, min=1, help="Shot draws per K for --shots (mean +- std)."),
 ) -> None:
     """Evaluate a bundle on a benchmark: pretrained vs TextME vs ablations, with PPR."""
     import textme_sdk as tm
@@ -492,9 +494,20 @@ def eval_cmd(
         abl = tm.TextME.from_pretrained(ablation) if ablation else None
         report = evaluate(model, dataset, modality, text_via=text_via, ablation=abl,
                           batch_size=batch_size, cache=False if no_cache else None)
+        if shots:
+            from textme_sdk.evaluation.fewshot import fewshot_protocol
+
+            report.fewshot, note = fewshot_protocol(
+                model, task, data, report.modality, shots, shot_seeds, split, limit,
+                parse_kv(option), batch_size=batch_size, cache=False if no_cache else None)
+            report.notes.append(note)
     except tm.TextMEError as exc:
         _fail(exc)
     console.print(report.to_rich_table())
+    if report.fewshot:
+        from textme_sdk.evaluation.fewshot import format_fewshot_markdown
+
+        console.print(format_fewshot_markdown(report.fewshot), highlight=False)
     for note in report.notes:
         console.print(f"  - {_escape(note)}", highlight=False)
     if json_out:
@@ -713,3 +726,8 @@ def main() -> None:
     """Entry point of the ``textme`` console script."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     get_app()()
+
+
+from textme_sdk.cli import fewshot as _fewshot  # noqa: E402 - after the helpers it uses
+
+_fewshot.register(app)

@@ -68,6 +68,8 @@ class EvalReport:
         ppr: ``{metric: textme / pretrained x 100}``.
         notes: how the numbers were obtained (templates, text path, skipped systems).
         seconds: wall time.
+        fewshot: ``{K: {method: {"mean", "std", "runs"}}}`` of ``textme eval --shots``
+            (:mod:`textme_sdk.evaluation.fewshot`); empty otherwise.
     """
 
     task: str
@@ -79,6 +81,7 @@ class EvalReport:
     ppr: dict[str, float]
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    fewshot: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,6 +107,10 @@ class EvalReport:
             lines.append(f"| {SYSTEM_LABELS.get(system, system)} | "
                          + " | ".join(f"{values[n]:.1f}" for n in names) + " |")
         lines.append("| **PPR (%)** | " + " | ".join(f"{self.ppr[n]:.1f}" for n in names) + " |")
+        if self.fewshot:
+            from .fewshot import format_fewshot_markdown
+
+            lines += ["", format_fewshot_markdown(self.fewshot).rstrip("\n")]
         if self.notes:
             lines += [""] + [f"- {n}" for n in self.notes]
         return "\n".join(lines) + "\n"

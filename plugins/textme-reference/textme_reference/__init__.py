@@ -16,6 +16,8 @@ the plugin hooks (entry point ``reference`` in group ``textme``, module :mod:`.p
 * :mod:`.datasets` - the world's held-out samples as evaluation datasets
   (:class:`~textme_sdk.evaluation.RetrievalSet`, :class:`~textme_sdk.evaluation.ClassificationSet`).
 * :mod:`.demo` - the offline demo (``textme demo``), evaluated by :func:`textme_sdk.evaluation.evaluate`.
+* :mod:`.fewshot` - few-shot heads sharpened by unpaired text (UML) in this world
+  (``textme demo --fewshot``).
 * :mod:`.plugin` - the hooks: the ``ref-image`` and ``ref-audio`` encoders and the ``demo`` command.
 
 Importing this package loads nothing heavy.

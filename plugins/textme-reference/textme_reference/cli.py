@@ -18,6 +18,8 @@ def demo_command(
     seed: int = typer.Option(0),
     retrain: bool = typer.Option(False, "--retrain",
                                  help="Train the projectors again instead of reusing cached ones."),
+    fewshot: bool = typer.Option(False, "--fewshot",
+                                 help="Run the few-shot head study (UML) instead: OUT/fewshot.md."),
 ) -> None:
     """Run text-only modality expansion end to end in the offline reference world."""
     from rich.console import Console
@@ -34,6 +36,14 @@ def demo_command(
         cfg.train_texts = train_texts
     if epochs:
         cfg.epochs = epochs
+    if fewshot:
+        from .fewshot import FewShotConfig, format_fewshot, run_fewshot
+
+        fcfg = FewShotConfig.quick(demo=cfg) if quick else FewShotConfig(demo=cfg)
+        out_fs = run_fewshot(fcfg, lambda msg: console.print(escape(msg), highlight=False), out)
+        console.print(Markdown(format_fewshot(out_fs)))
+        console.print(f"report: {out_fs['report']}  ({out_fs['seconds']} s)")
+        return
     results = run_demo(cfg, log=lambda msg: console.print(escape(msg), highlight=False))
     console.print(Markdown(format_tables(results)))
     console.print(f"report: {results['report']}  ({results['seconds']} s)")
