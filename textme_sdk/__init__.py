@@ -35,7 +35,7 @@ from .plugins import (
     plugin_status,
     reload_plugins,
 )
-from .training import compute_offsets, train_projector
+from .training import compute_offsets, fit_recentring, train_projector
 
 __version__ = "0.1.0"
 
@@ -54,6 +54,7 @@ __all__ = [
     # the two training steps
     "compute_offsets",
     "train_projector",
+    "fit_recentring",
     # plugins
     "hookimpl",
     "get_encoder",

@@ -29,6 +29,7 @@ __all__ = [
     "OutputExistsError",
     "BundleWriteError",
     "NonFiniteWeightsError",
+    "AnchorMismatchError",
 ]
 
 
@@ -146,3 +147,7 @@ class BundleWriteError(BundleError, OSError):
 class NonFiniteWeightsError(BundleFormatError):
     """A projector or offsets hold NaN/inf values: they are neither saved, loaded nor used."""
 
+
+
+class AnchorMismatchError(TextMEError, ValueError):
+    """Two models that must share one anchor space (e.g. a bridge and the modality it trains) do not."""
