@@ -224,3 +224,63 @@ def test_bridge_arguments_are_checked(bridge_model, minilm, tmp_path):
         tm.train_projector(enc, minilm, texts, offsets, cfg, bridge=str(tmp_path / "nothing"))
     with pytest.raises(tm.UnknownModalityError, match="other than 'a'"):
         resolve_bridge(bridge_model, None, minilm, "a", cfg)
+
+
+# ------------------------------------------------------------------------------------ CLI
+def _cli(*args, ok=True):
+    from typer.testing import CliRunner
+
+    from textme_sdk.cli import get_app
+
+    res = CliRunner().invoke(get_app(), [str(a) for a in args])
+    if ok:
+        assert res.exit_code == 0, res.output + repr(res.exception)
+    return res
+
+
+@pytest.fixture
+def cli_files(tmp_path):
+    (tmp_path / "texts.txt").write_text("\n".join(descriptions(200)))
+    (tmp_path / "inputs.txt").write_text("\n".join(modal_samples(100)))
+    return tmp_path
+
+
+def test_cli_train_with_a_bridge(gapdemo, cli_files):
+    f = cli_files
+    common = ["--texts", f / "texts.txt", "--inputs", f / "inputs.txt", "--epochs", 1,
+              "--batch-size", 64, "-e", "dim=16"]
+    _cli("train", "gapdemo", *common, "--out", f / "bundle", "--name", "a", "-e", "seed=3")
+    _cli("train", "gapdemo", *common, "--out", f / "bundle", "--name", "b", "--bridge", f / "bundle",
+         "--bridge-modality", "a", "--bridge-weight", 0.3, "--bridge-noise", 0.01)
+    cfg = json.loads((f / "bundle/modalities/b/config.json").read_text())
+    assert cfg["bridge"]["weight"] == 0.3 and cfg["bridge"]["noise"] == 0.01
+    assert list(cfg["bridge"]["modalities"]) == ["a"]
+    assert "bridge" not in json.loads((f / "bundle/modalities/a/config.json").read_text())
+    loaded = tm.TextME.from_pretrained(f / "bundle")
+    assert set(loaded.entry("b").bridges) == {"a"}
+    # default weight, all other modalities of the bridge
+    _cli("train", "gapdemo", *common, "--out", f / "other", "--name", "c", "--bridge", f / "bundle")
+    cfg = json.loads((f / "other/modalities/c/config.json").read_text())
+    assert cfg["bridge"]["weight"] == 0.5 and set(cfg["bridge"]["modalities"]) == {"a", "b"}
+
+
+def test_cli_bridge_errors_are_one_line_and_write_nothing(gapdemo, cli_files, tmp_path):
+    f = cli_files
+    common = ["--texts", f / "texts.txt", "--inputs", f / "inputs.txt", "--epochs", 1,
+              "--batch-size", 64, "-e", "dim=16"]
+    res = _cli("train", "gapdemo", *common, "--out", f / "b", "--bridge", f / "missing", ok=False)
+    assert res.exit_code != 0 and "missing" in res.output and "Traceback" not in res.output
+    res = _cli("train", "gapdemo", *common, "--out", f / "b", "--bridge-weight", 1, ok=False)
+    assert res.exit_code != 0 and "--bridge BUNDLE" in res.output
+    res = _cli("train", "gapdemo", *common, "--out", f / "b", "--bridge", f / "missing",
+               "--bridge-mode", "sideways", ok=False)
+    assert res.exit_code != 0 and "bridge_mode" in res.output
+    _cli("train", "gapdemo", *common, "--out", f / "bundle", "--name", "a")
+    res = _cli("train", "gapdemo", *common, "--out", f / "b", "--bridge", f / "bundle",
+               "--bridge-modality", "image", ok=False)
+    assert res.exit_code != 0 and "image" in res.output
+    res = _cli("train", "gapdemo", *common, "--out", f / "b", "--bridge", f / "bundle",
+               "--anchor", "sentence-transformers", "-a", f"model_id={tmp_path / 'other-model'}",
+               ok=False)
+    assert res.exit_code != 0 and "anchor" in res.output
+    assert not (f / "b").exists()
