@@ -179,6 +179,9 @@ def _seed_rows(seed: int, cfg: BridgeStudyConfig, anchor, log: Callable[[str], N
             model = _model(anchor, parts, {cfg.bridged: bridged("orthogonal", weight, noise)})
             rows[f"orthogonal w={weight:g} noise={noise:g}"] = _metrics(model, data)
             log(f"[seed {seed}] w={weight:g} noise={noise:g}: {_short(rows, -1)}")
+        if "recentring" in cfg.variants:
+            rows["recentring"] = _metrics(_recentred(anchor, parts, {})[0], data)
+            log(f"[seed {seed}] recentring: {_short(rows, -1)}")
         return rows
     trained = {}
     for mode in ("orthogonal", "full"):
@@ -219,8 +222,10 @@ def run_bridge_study(cfg: BridgeStudyConfig | None = None,
 
 def tune_bridge(weights: tuple[float, ...], noises: tuple[float, ...], cfg: BridgeStudyConfig | None = None,
                 log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Sweep ``lambda`` x noise of the orthogonal bridge on the validation split (seed 0)."""
-    cfg = dataclasses.replace(cfg or BridgeStudyConfig(), split="validation", variants=("plain",))
+    """Sweep ``lambda`` x noise of the orthogonal bridge on the validation split (seed 0),
+    beside plain TextME and the re-centring."""
+    cfg = dataclasses.replace(cfg or BridgeStudyConfig(), split="validation",
+                              variants=("plain", "recentring"))
     anchor = get_anchor(cfg.demo.anchor)
     settings = [(w, n) for w in weights for n in noises]
     return {"seed": cfg.seeds[0], "rows": _seed_rows(cfg.seeds[0], cfg, anchor, log, settings)}
