@@ -46,7 +46,8 @@ from textme_sdk.evaluation import (
 from . import world
 from .demo import DemoConfig, _projector
 
-__all__ = ["BridgeStudyConfig", "VARIANTS", "run_bridge_study", "format_bridge_table", "tune_bridge"]
+__all__ = ["BridgeStudyConfig", "VARIANTS", "run_bridge_study", "format_bridge_table", "tune_bridge",
+           "residual_gap"]
 
 #: The rows of the table.
 VARIANTS = ("plain", "orthogonal", "full", "recentring", "both")
@@ -244,3 +245,31 @@ def format_bridge_table(results: dict[str, Any]) -> str:
         for name, r in rows.items():
             lines.append(f"| {seed} | {name} | " + " | ".join(f"{r[c]:.1f}" for c in cols) + " |")
     return "\n".join(lines)
+
+
+def residual_gap(cfg: BridgeStudyConfig | None = None) -> dict[str, Any]:
+    """The residual modality gap of plain TextME in the anchor space (first seed of ``cfg``).
+
+    Per modality: the gap norm from the unpaired samples (what the re-centring removes), the
+    gap norm and consistency of projected held-out items vs the anchor embeddings of their own
+    captions (:func:`textme_sdk.diagnostics.gap_geometry`), and the cosine between the two
+    modalities' residual directions.
+    """
+    from textme_sdk.diagnostics import gap_geometry
+
+    cfg = cfg or BridgeStudyConfig()
+    seed = cfg.seeds[0]
+    anchor = get_anchor(cfg.demo.anchor)
+    parts = {m: _world_parts(m, seed, cfg, anchor) for m in (cfg.through, cfg.bridged)}
+    model, fitted = _recentred(anchor, parts, {})
+    out: dict[str, Any] = {}
+    for m, p in parts.items():
+        items = _items(m, seed, cfg)
+        text = model.embed([it.caption for it in items], "text", convert_to_tensor=True)
+        modal = model.project(p["encoder"].encode_modal([it.data for it in items]), m, recentre=False)
+        g = gap_geometry(text, modal)
+        out[m] = {"residual gap (unpaired)": fitted[m].gap, "gap norm (held-out pairs)": g.gap_norm,
+                  "consistency": g.gap_consistency}
+    a, b = (fitted[m].mu_modal - fitted[m].mu_text for m in parts)
+    out["residual direction cosine"] = float(torch.nn.functional.cosine_similarity(a, b, dim=0))
+    return out
