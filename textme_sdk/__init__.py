@@ -36,7 +36,7 @@ from .plugins import (
     plugin_status,
     reload_plugins,
 )
-from .training import compute_offsets, train_projector
+from .training import compute_offsets, fit_recentring, train_projector
 
 __version__ = "0.1.0"
 
@@ -59,6 +59,7 @@ __all__ = [
     "fit_head",
     "HeadConfig",
     "ClassifierHead",
+    "fit_recentring",
     # plugins
     "hookimpl",
     "get_encoder",

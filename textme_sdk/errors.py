@@ -30,6 +30,7 @@ __all__ = [
     "BundleWriteError",
     "NonFiniteWeightsError",
     "HeadMismatchError",
+    "AnchorMismatchError",
 ]
 
 
@@ -148,6 +149,9 @@ class NonFiniteWeightsError(BundleFormatError):
     """A projector or offsets hold NaN/inf values: they are neither saved, loaded nor used."""
 
 
-
 class HeadMismatchError(TextMEError, ValueError):
     """A classifier head is used with another bundle, space or modality than it was fitted on."""
+
+
+class AnchorMismatchError(TextMEError, ValueError):
+    """Two models that must share one anchor space (e.g. a bridge and the modality it trains) do not."""

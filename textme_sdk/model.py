@@ -23,12 +23,14 @@ from .bundle import (
     ModalityEntry,
     check_modality_name,
     is_generated_card,
+    load_entry_extras,
     load_entry_weights,
     read_config,
     recover_interrupted_save,
     save_bundle,
 )
 from .encoders import AnchorModel, ModalityEncoder, Role, resolve_device
+from .engine.bridge import AnchorRecentring
 from .engine.offsets import Offsets
 from .engine.projector import Projector
 from .errors import (
@@ -101,6 +103,7 @@ class TextME:
         offsets: Offsets,
         name: str | None = None,
         info: dict[str, Any] | None = None,
+        recentring: AnchorRecentring | None = None,
     ) -> "TextME":
         """Add (or replace) a modality; ``name`` defaults to ``encoder.modality``.
 
@@ -109,6 +112,8 @@ class TextME:
         offsets came from) and any other keys (e.g. ``metrics`` for the model card). What a
         bundle computes itself (projector shape, offset statistics, file hashes) is never taken
         from ``info``, so passing a loaded entry's :attr:`~ModalityEntry.info` is safe.
+        ``recentring`` (see :func:`~textme_sdk.fit_recentring`) is applied to projected modal
+        embeddings; the EmergentBridge mappings a projector was trained with come along with it.
 
         Raises:
             InvalidInputError: a name that is not one safe path segment, or ``"text"``.
@@ -117,6 +122,11 @@ class TextME:
         """
         name = check_modality_name(encoder.modality if name is None else name)
         entry = ModalityEntry.from_info(encoder, projector, offsets, info)
+        if recentring is not None and recentring.dim != projector.out_dim:
+            raise DimensionMismatchError(
+                f"the re-centring is {recentring.dim}-d but the projector outputs "
+                f"{projector.out_dim}-d; fit it with this model (fit_recentring)")
+        entry.recentring = recentring
         entry.check(self.anchor.embedding_dim or None)
         entry.check_finite(name)
         encoder.prefer_device(self.device)
@@ -136,6 +146,7 @@ class TextME:
         role: Role = "document",
         via: str | None = None,
         use_offsets: bool = True,
+        recentre: bool = True,
     ) -> Embeddings:
         """Embed inputs of one modality into the anchor space (L2-normalised).
 
@@ -152,6 +163,8 @@ class TextME:
             via: for text only, embed through this modality's text encoder + projector instead
                 of the anchor (the paper's LanguageBind-style text path).
             use_offsets: subtract the centroid before projecting (turn off only for ablations).
+            recentre: apply the modality's anchor-space re-centring when it has one (modal
+                inputs only; see ``docs/bridging.md``).
         """
         single = not isinstance(inputs, (list, tuple))
         items = [inputs] if single else list(inputs)
@@ -165,6 +178,8 @@ class TextME:
             entry = self.entry(modality)
             raw = entry.encoder.encode_modal(items, batch_size, show_progress_bar)
             out = self._project(entry, entry.offsets.centre_modal(raw) if use_offsets else raw)
+            if recentre and use_offsets and entry.recentring is not None:
+                out = entry.recentring.apply(out)
         _check_finite_rows(out, f"the {modality!r} embeddings", "check the inputs at those positions")
         if single:
             out = out[0]
@@ -181,7 +196,7 @@ class TextME:
         return self._project(entry, entry.offsets.centre_text(raw) if use_offsets else raw)
 
     def project(self, embeddings: torch.Tensor, modality: str, branch: str = "modal",
-                use_offsets: bool = True) -> torch.Tensor:
+                use_offsets: bool = True, recentre: bool = True) -> torch.Tensor:
         """Map precomputed encoder embeddings of ``modality`` into the anchor space.
 
         ``embed`` runs the encoder and then this; call it directly when the raw encoder
@@ -192,6 +207,8 @@ class TextME:
             modality: the bundle modality whose offsets and projector to use.
             branch: ``"modal"`` (centre with ``mu_modal``) or ``"text"`` (with ``mu_text``).
             use_offsets: centre before projecting (turn off only for ablations).
+            recentre: apply the modality's anchor-space re-centring when it has one (``"modal"``
+                branch with offsets only).
 
         Raises:
             InvalidInputError: not a numeric array, or an unknown ``branch``.
@@ -211,7 +228,10 @@ class TextME:
         x = F.normalize(x, dim=-1)
         if use_offsets:
             x = entry.offsets.centre_modal(x) if branch == "modal" else entry.offsets.centre_text(x)
-        return self._project(entry, x)
+        out = self._project(entry, x)
+        if recentre and use_offsets and branch == "modal" and entry.recentring is not None:
+            out = entry.recentring.apply(out)
+        return out
 
     @torch.inference_mode()
     def _project(self, entry: ModalityEntry, x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
@@ -355,7 +375,11 @@ class TextME:
             projector, offsets, info = load_entry_weights(
                 folder, m["path"], expected_in=m.get("embedding_dim"),
                 expected_out=cfg["anchor"].get("embedding_dim") or None)
-            model.add_modality(encoder, projector, offsets, name=name, info=info)
+            bridges, recentring = load_entry_extras(folder, m["path"], info, projector.out_dim)
+            if bridges:
+                projector.bridges = bridges  # type: ignore[attr-defined]
+            model.add_modality(encoder, projector, offsets, name=name, info=info,
+                               recentring=recentring)
         if cfg.get("heads"):
             from .heads import load_bundle_heads
 

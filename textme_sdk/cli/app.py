@@ -317,6 +317,11 @@ def train_cmd(
     resume: bool = typer.Option(False, help="Resume an interrupted run (state in .OUT.checkpoints/MODALITY beside OUT)."),
     no_offsets: bool = typer.Option(False, help="Ablation: train without centring (Table 3)."),
     on_error: str = typer.Option("raise", help="An unreadable --inputs item: 'raise' stops, 'skip' leaves it out (listed, and recorded in the bundle)."),
+    bridge: Optional[str] = typer.Option(None, help="EmergentBridge: a trained bundle (folder or Hub id, same anchor) whose modalities guide this one (docs: bridging)."),
+    bridge_modality: Optional[list[str]] = typer.Option(None, "--bridge-modality", help="Bridge through this modality of --bridge (repeatable; default: all its others)."),
+    bridge_weight: Optional[float] = typer.Option(None, help="Weight lambda of the bridge term (default 0.5 with --bridge)."),
+    bridge_noise: float = typer.Option(0.0, help="Noise std of the bridge anchor."),
+    bridge_mode: str = typer.Option("orthogonal", help="orthogonal (EmergentBridge) or full (ablation)."),
 ) -> None:
     """Compute offsets, train a projector on text only, and write (or extend) a bundle."""
     import textme_sdk as tm
@@ -326,8 +331,12 @@ def train_cmd(
     check_on_error(on_error)
     if name is not None:
         check_modality_name(name)
+    if bridge is None and (bridge_modality or bridge_weight is not None):
+        raise InvalidInputError("--bridge-modality and --bridge-weight need --bridge BUNDLE")
     cfg = tm.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                         hidden_dim=hidden_dim, input_noise=input_noise)
+                         hidden_dim=hidden_dim, input_noise=input_noise,
+                         bridge_weight=(0.5 if bridge_weight is None else bridge_weight) if bridge else 0.0,
+                         bridge_noise=bridge_noise, bridge_mode=bridge_mode)
     extend = check_bundle_out(out)
     if inputs is None and offsets is None and not no_offsets:
         raise InvalidInputError("pass --inputs (unpaired modal samples), --offsets FILE or "
@@ -340,6 +349,10 @@ def train_cmd(
     modality = check_modality_name(name or enc.modality)
     model = (tm.TextME.from_pretrained(out) if extend
              else tm.TextME(tm.get_anchor(anchor, **parse_kv(anchor_arg))))
+    if bridge is not None:  # loads only the bridge's small weights; checks its anchor
+        from textme_sdk.training import resolve_bridge
+
+        bridge_model, _ = resolve_bridge(bridge, bridge_modality, model.anchor, modality, cfg)
     try:
         if no_offsets:
             offs = tm.Offsets.zeros(enc.embedding_dim)
@@ -350,7 +363,9 @@ def train_cmd(
         projector = tm.train_projector(enc, model.anchor, corpus, offs, cfg,
                                        checkpoint_dir=out.parent / f".{out.name}.checkpoints"
                                        / modality,
-                                       resume=resume)
+                                       resume=resume,
+                                       bridge=bridge_model if bridge is not None else None,
+                                       bridge_modalities=bridge_modality)
     except tm.TrainingInterrupted as exc:
         err.print(f"[yellow]{exc}[/yellow]\nrerun the same command with --resume to continue")
         raise typer.Exit(EXIT_INTERRUPTED)

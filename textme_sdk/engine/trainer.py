@@ -35,6 +35,7 @@ from ..errors import (
     TrainingDivergedError,
     TrainingInterrupted,
 )
+from .bridge import BRIDGE_MODES, bridge_term
 from .cache import atomic_save
 from .losses import hard_negative_infonce
 from .progress import auto_progress
@@ -78,6 +79,10 @@ class TrainConfig:
             the projector smooth between them. Deterministic per (seed, step).
         loss: name of the training loss in the loss registry (``textme_sdk.list_losses()``;
             plugins add more through ``register_losses``). Default: the paper's Eq. 4.
+        bridge_weight: ``lambda`` of the EmergentBridge term (:mod:`textme_sdk.engine.bridge`);
+            0 = plain TextME (the bridge code never runs).
+        bridge_noise: std of the Gaussian noise added per coordinate to the bridge anchor.
+        bridge_mode: ``"orthogonal"`` (align only orthogonally to ``z'``) or ``"full"``.
         device: ``None`` = CUDA when available.
 
     Every field is checked (:meth:`validate`) when the config is built and again before
@@ -105,6 +110,9 @@ class TrainConfig:
     input_noise: float = 0.0
     loss: str = DEFAULT_LOSS
     device: str | None = None
+    bridge_weight: float = 0.0
+    bridge_noise: float = 0.0
+    bridge_mode: str = "orthogonal"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -161,11 +169,21 @@ class TrainConfig:
             raise bad("precision", "one of 'auto', 'fp32', 'fp16', 'bf16'")
         if not isinstance(self.loss, str) or not self.loss:
             raise bad("loss", "the name of a registered loss")
+        number("bridge_weight", 0, rule="a finite number >= 0 (0 = no bridge)")
+        number("bridge_noise", 0, rule="a finite number >= 0")
+        if self.bridge_mode not in BRIDGE_MODES:
+            raise bad("bridge_mode", " or ".join(repr(m) for m in BRIDGE_MODES))
         return self
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data; the bridge fields only when a bridge is used, so that configs without
+        one keep the keys they always had (checkpoints and caches keyed on them stay valid)."""
         d = asdict(self)
         d["betas"], d["window"] = list(self.betas), list(self.window)
+        if not self.bridge_weight:
+            for k in _BRIDGE_FIELDS:
+                if d[k] == _BRIDGE_DEFAULTS[k]:
+                    del d[k]
         return d
 
     @classmethod
@@ -179,6 +197,10 @@ class TrainConfig:
             raise InvalidInputError(f"unknown TrainConfig fields: {sorted(unknown)}; the "
                                     f"fields are {sorted(cls.__dataclass_fields__)}")
         return cls(**d)
+
+
+_BRIDGE_FIELDS = ("bridge_weight", "bridge_noise", "bridge_mode")
+_BRIDGE_DEFAULTS = {k: TrainConfig.__dataclass_fields__[k].default for k in _BRIDGE_FIELDS}
 
 
 @dataclass
@@ -340,12 +362,12 @@ def _load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
     return tensors, state
 
 
-def data_fingerprint(inputs: torch.Tensor, targets: torch.Tensor,
-                     input_offset: torch.Tensor | None = None) -> str:
-    """sha256 of the exact training data (inputs, targets and the input offset when one is
-    given), recorded in checkpoints. Hashed in place, chunk by chunk (no copy of the data)."""
+def data_fingerprint(inputs: torch.Tensor, targets: torch.Tensor, *more: torch.Tensor) -> str:
+    """sha256 of the exact training data (inputs, targets and any more tensors: the input
+    offset, bridge targets), recorded in checkpoints. Hashed in place, chunk by chunk (no copy
+    of the data)."""
     h = hashlib.sha256()
-    for t in (inputs, targets) + ((input_offset,) if input_offset is not None else ()):
+    for t in (inputs, targets, *more):
         t = t.detach().cpu().contiguous()
         h.update(f"{t.dtype}{tuple(t.shape)}".encode())
         flat = t.reshape(-1).view(torch.uint8) if t.numel() else t.new_empty(0, dtype=torch.uint8)
@@ -385,6 +407,7 @@ def fit_projector(
     loss_fn: LossFn | None = None,
     fingerprint: dict[str, Any] | None = None,
     input_offset: torch.Tensor | None = None,
+    bridge_targets: torch.Tensor | None = None,
 ) -> TrainResult:
     """Train a :class:`Projector` mapping ``inputs`` rows onto ``targets`` rows.
 
@@ -404,6 +427,8 @@ def fit_projector(
         input_offset: ``[d_m]`` subtracted (in float32) from each input row as it is used, so
             ``inputs`` can stay the cache's raw float16 rows (memory-mapped) instead of a
             centred float32 copy; the same numbers as passing ``inputs.float() - input_offset``.
+        bridge_targets: ``[N, k, d_anchor]`` clean bridge anchors ``g_A(z')`` of each text for
+            ``k`` bridge modalities; used when ``config.bridge_weight > 0`` (then required).
 
     Raises:
         TrainingInterrupted: after a signal; the state is saved when ``checkpoint_dir`` is set.
@@ -429,9 +454,18 @@ def fit_projector(
         raise DimensionMismatchError(
             f"input_offset must be a finite [{inputs.shape[1]}] vector (one value per input "
             f"dimension), got shape {tuple(input_offset.shape)}")
-    for what, t in (("inputs", inputs), ("targets", targets)):
+    bridged = (bridge_targets,) if cfg.bridge_weight else ()
+    if cfg.bridge_weight and (bridge_targets is None or bridge_targets.ndim != 3
+                              or bridge_targets.shape[0] != len(targets)
+                              or bridge_targets.shape[2] != targets.shape[1]):
+        raise DimensionMismatchError(
+            f"bridge_weight={cfg.bridge_weight} needs bridge_targets of shape [N={len(targets)}, "
+            f"k, {targets.shape[1]}], got "
+            f"{None if bridge_targets is None else tuple(bridge_targets.shape)}; pass bridge= to "
+            "train_projector, or set bridge_weight=0")
+    for what, t in (("inputs", inputs), ("targets", targets), *(("bridge targets", b) for b in bridged)):
         # checked in chunks: no full-size temporary beside (memory-mapped) training data
-        bad = torch.cat([(~torch.isfinite(c)).any(dim=1) for c in t.split(8192)])
+        bad = torch.cat([(~torch.isfinite(c)).flatten(1).any(dim=1) for c in t.split(8192)])
         if bad.any():
             rows = bad.nonzero().flatten().tolist()
             raise InvalidEmbeddingError(
@@ -446,6 +480,7 @@ def fit_projector(
     x_dev = inputs.to(device)
     y_dev = targets.to(device)
     x_off = input_offset.to(device, torch.float32) if input_offset is not None else None
+    b_dev = bridge_targets.to(device) if bridged else None
     steps_per_epoch = len(_epoch_order(train_idx, 0, cfg))
     total_steps = steps_per_epoch * cfg.epochs
 
@@ -458,7 +493,8 @@ def fit_projector(
                             weight_decay=cfg.weight_decay, **_adamw_kernel(device))
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
 
-    data = ({"sha256": data_fingerprint(inputs, targets, input_offset), **(fingerprint or {})}
+    offset = (input_offset,) if input_offset is not None else ()
+    data = ({"sha256": data_fingerprint(inputs, targets, *offset, *bridged), **(fingerprint or {})}
             if ckpt else {})
     state: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "history": [],
                              "best_epoch": -1, "best_r1": -1.0, "best_loss": math.inf,
@@ -516,6 +552,8 @@ def fit_projector(
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     z = projector(xb)
                 loss = loss_fn(z, y_dev[idx], cfg)
+                if cfg.bridge_weight:
+                    loss = loss + bridge_term(z, y_dev[idx], b_dev[idx], cfg, state["step"])
                 loss_v = loss.item()  # the step's one host sync (finiteness check and history)
                 if not math.isfinite(loss_v):
                     bar.close()

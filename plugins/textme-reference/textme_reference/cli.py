@@ -20,6 +20,10 @@ def demo_command(
                                  help="Train the projectors again instead of reusing cached ones."),
     fewshot: bool = typer.Option(False, "--fewshot",
                                  help="Run the few-shot head study (UML) instead: OUT/fewshot.md."),
+    bridge: bool = typer.Option(False, "--bridge",
+                                help="Run the emergent-retrieval study instead: plain TextME vs "
+                                     "EmergentBridge (orthogonal, full) vs anchor-space re-centring, "
+                                     "seeds SEED and SEED+1; writes bridging.md/.json to OUT."),
 ) -> None:
     """Run text-only modality expansion end to end in the offline reference world."""
     from rich.console import Console
@@ -36,6 +40,8 @@ def demo_command(
         cfg.train_texts = train_texts
     if epochs:
         cfg.epochs = epochs
+    if fewshot and bridge:
+        raise typer.BadParameter("--fewshot and --bridge run two different studies: pass one")
     if fewshot:
         from .fewshot import FewShotConfig, format_fewshot, run_fewshot
 
@@ -44,6 +50,31 @@ def demo_command(
         console.print(Markdown(format_fewshot(out_fs)))
         console.print(f"report: {out_fs['report']}  ({out_fs['seconds']} s)")
         return
+    if bridge:
+        _bridge_study(cfg, out, seed, console)
+        return
     results = run_demo(cfg, log=lambda msg: console.print(escape(msg), highlight=False))
     console.print(Markdown(format_tables(results)))
     console.print(f"report: {results['report']}  ({results['seconds']} s)")
+
+
+def _bridge_study(cfg, out: Path, seed: int, console) -> None:
+    """``textme demo --bridge``: the table of docs/bridging.md, from the public API."""
+    import dataclasses
+    import json
+
+    from rich.markdown import Markdown
+    from rich.markup import escape
+
+    from .bridging import BridgeStudyConfig, format_bridge_table, run_bridge_study
+
+    study = BridgeStudyConfig(seeds=(seed, seed + 1),
+                              demo=dataclasses.replace(cfg, out_dir=None, plots=False))
+    results = run_bridge_study(study, log=lambda msg: console.print(escape(msg), highlight=False))
+    table = format_bridge_table(results)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bridging.json").write_text(json.dumps(results, indent=2, default=str))
+    (out / "bridging.md").write_text("# Emergent retrieval: EmergentBridge and re-centring\n\n"
+                                     + table + "\n")
+    console.print(Markdown(table))
+    console.print(f"report: {out / 'bridging.md'}")
