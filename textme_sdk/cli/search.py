@@ -85,7 +85,8 @@ def index_cmd(
     index.save(out)
     counts = ", ".join(f"{m}={n}" for m, n in index.modalities.items())
     console.print(f"indexed {len(inputs)} {modality} items with [bold]{index.backend}[/bold] -> "
-                  f"{out} ({len(index)} items: {counts})", highlight=False)
+                  f"{out} ({len(index)} items: {counts})", highlight=False,
+                  soft_wrap=True)
     index.close()
 
 

@@ -84,7 +84,7 @@ class ExactBackend:
         best_s = best_l = None
         for start in range(0, x.shape[0], self.chunk_rows):
             block = x[start:start + self.chunk_rows]
-            s = qt @ block.T
+            s = (block @ qt.T).T  # a contiguous [rows, d] left operand: the fast gemv/gemm path
             if mask is not None:
                 s.masked_fill_(~mask[start:start + block.shape[0]], float("-inf"))
             top = s.topk(min(k, s.shape[1]), dim=1)
@@ -333,6 +333,7 @@ class MilvusBackend:
         self.index_params, self.search_params = dict(index_params or {}), dict(search_params or {})
         self._work: Path | None = None
         self._client: Any = None
+        self._dirty = False  # rows inserted since the last flush (growing segments search slowly)
 
     @property
     def lite(self) -> bool:
@@ -376,6 +377,7 @@ class MilvusBackend:
                 labels[start:start + 5000].tolist(), vectors[start:start + 5000].tolist(),
                 modalities[start:start + 5000])]
             client.insert(self.collection, rows)
+        self._dirty = True
 
     def remove(self, labels: np.ndarray) -> None:
         if len(labels):
@@ -387,6 +389,9 @@ class MilvusBackend:
         if modalities is not None:
             flt = "modality in [" + ", ".join(f'"{m}"' for m in modalities) + "]"
         params = {"metric_type": "IP", "params": self.search_params}
+        if self._dirty:  # seal what was inserted: searches of growing segments are ~40x slower
+            self.client().flush(self.collection)
+            self._dirty = False
         res = self.client().search(self.collection, data=q.tolist(), limit=k, filter=flt,
                                    search_params=params, output_fields=[])
         scores = np.full((len(q), k), -np.inf, dtype=np.float32)
