@@ -91,9 +91,9 @@ def index_cmd(
 
 
 def search_cmd(
-    index_dir: Path = typer.Argument(..., metavar="INDEX", help="Index folder (from `textme index`)."),
-    text: Optional[str] = typer.Argument(None, metavar="[QUERY]", help="A text query."),
-    query: Optional[list[str]] = typer.Option(None, "--query", "-q", help="A text query (repeatable: composed)."),
+    index: Path = typer.Argument(..., help="Index folder (from `textme index`)."),
+    query: Optional[str] = typer.Argument(None, help="A text query."),
+    queries: Optional[list[str]] = typer.Option(None, "--query", "-q", help="A text query (repeatable: composed)."),
     query_file: Optional[list[Path]] = typer.Option(None, "--query-file", "-f", help="An input file of --modality (repeatable: composed)."),
     modality: Optional[str] = typer.Option(None, "--modality", "-m", help="Modality of --query-file inputs."),
     weight: Optional[list[float]] = typer.Option(None, "--weight", "-w", help="Weights of the queries, in order: texts, then files (default 1 each)."),
@@ -105,7 +105,8 @@ def search_cmd(
     """Search an index with a text, an input of any modality, or a weighted composition."""
     import textme_sdk as tm
 
-    texts = ([text] if text else []) + list(query or [])
+    index_dir = index
+    texts = ([query] if query else []) + list(queries or [])
     files = list(query_file or [])
     if not texts and not files:
         raise InvalidInputError("pass a QUERY text, --query TEXT or --query-file FILE")
@@ -122,14 +123,14 @@ def search_cmd(
                                     "pass one per query (texts first, then files)")
         parts = [(v, m, w) for (v, m, _), w in zip(parts, weight)]
     model = tm.TextME.from_pretrained(bundle) if bundle else None
-    index = tm.Index.load(index_dir, model=model)
+    idx = tm.Index.load(index_dir, model=model)
     q = tm.Query(parts) if len(parts) > 1 or weight else None
     if q is not None:
-        result = index.search(q, k=k, filter_modality=only or None)
+        result = idx.search(q, k=k, filter_modality=only or None)
     else:
         value, mod, _ = parts[0]
-        result = index.search([value], k=k, modality=mod, filter_modality=only or None)
-    index.close()
+        result = idx.search([value], k=k, modality=mod, filter_modality=only or None)
+    idx.close()
     label = " + ".join(f"{w:g}*{m}:{v}" if len(parts) > 1 else f"{m}:{v}" for v, m, w in parts)
     if as_json:
         typer.echo(json.dumps({"query": [{"input": v, "modality": m, "weight": w} for v, m, w in parts],
