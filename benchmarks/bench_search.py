@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import time
 from typing import Any
@@ -292,6 +293,9 @@ def main() -> None:
     t0 = time.perf_counter()
     for d in args.dims:
         results["dims"][str(d)] = run_dim(d, args, lambda m: print(m, flush=True))
+        if args.json:  # what is finished survives an interrupted run
+            with open(args.json, "w") as f:
+                json.dump({**results, "partial": True}, f, indent=2)
     results["seconds"] = round(time.perf_counter() - t0, 1)
     results["checks"] = checks(results, args)
     emit(results, args.json)
