@@ -312,7 +312,8 @@ class MilvusBackend:
         collection: collection name (default ``"textme_index"``).
         index_type: Milvus index (``"FLAT"`` exact, ``"IVF_FLAT"``, ``"HNSW"`` on servers;
             ``"AUTOINDEX"``); default ``"FLAT"``.
-        index_params, search_params: passed to Milvus (e.g. ``{"nlist": 1024}``, ``{"nprobe": 32}``).
+        index_params: passed to Milvus when the index is created (e.g. ``{"nlist": 1024}``).
+        search_params: passed to Milvus searches (e.g. ``{"nprobe": 32}``).
     """
 
     name = "milvus"

@@ -200,8 +200,9 @@ class Index:
             ids: one unique id per item (default: the path for file inputs, else
                 ``"{modality}-{n}"``).
             metadata: one JSON-able value per item, returned with hits.
-            backend, backend_options: see :class:`Index`.
+            backend: see :class:`Index`.
             cache: the item-embedding cache (default ``$TEXTME_HOME/embeddings``; ``False`` off).
+            **backend_options: see :class:`Index`.
         """
         index = cls(int(model.anchor.embedding_dim), backend, **backend_options)
         index.add(items, modality, model=model, ids=ids, metadata=metadata, batch_size=batch_size,
