@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile $(wildcard plugins/*/pyproject
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first: the CPU build installs from a local file in seconds.
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -c constraints.txt -e ".[dev,train,docs]"
+	$(PIP) install --quiet -c constraints.txt -e ".[dev,train,docs,search]"
 	@for p in plugins/*/; do \
 	  if [ -f $$p/pyproject.toml ]; then echo "installing plugin $$p"; \
 	    $(PIP) install --quiet -c constraints.txt -e $$p || exit 1; fi; done

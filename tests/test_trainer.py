@@ -148,3 +148,26 @@ def test_resume_reads_the_state_saved_with_the_weights(tmp_path):
     for k, v in full.projector.state_dict().items():
         assert torch.equal(v, resumed.projector.state_dict()[k]), k
     assert resumed.steps == full.steps
+
+
+def test_held_out_evaluation_in_blocks_matches_the_whole_matrix():
+    """The epoch-end R@1 and loss are computed block by block (bounded memory): the same
+    numbers as one similarity matrix over the whole held-out set."""
+    from textme_sdk.engine import Projector
+    from textme_sdk.engine.trainer import _default_loss, _evaluate
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(9000, 16, generator=g).half()
+    off = torch.randn(16, generator=g)
+    y = torch.randn(9000, 24, generator=g).half()
+    cfg = TrainConfig(batch_size=64)
+    proj = Projector(16, 24, 32, 2, 0.0)
+    loss, r1 = _evaluate(proj, x, y, cfg, torch.device("cpu"), _default_loss, off)
+    with torch.no_grad():
+        z = proj(x.float() - off).float()
+        sim = z @ torch.nn.functional.normalize(y.float(), dim=-1).T
+        want_r1 = (sim.argmax(1) == torch.arange(len(x))).float().mean().item()
+        want_loss = torch.stack([_default_loss(a, b, cfg) for a, b in
+                                 zip(z.split(64), y.float().split(64))]).mean().item()
+    assert 0 < r1 and r1 == pytest.approx(want_r1, abs=2 / len(x))
+    assert loss == pytest.approx(want_loss, rel=1e-5)

@@ -37,6 +37,7 @@ from .plugins import (
     reload_plugins,
 )
 from .training import compute_offsets, fit_recentring, train_projector
+from .search import Index, Query, SearchResult, bundle_fingerprint  # cross-modal search
 
 __version__ = "0.1.0"
 
@@ -72,5 +73,10 @@ __all__ = [
     "reload_plugins",
     "resolve_device",
     "FORMAT_VERSION",
+    # cross-modal search
+    "Index",
+    "Query",
+    "SearchResult",
+    "bundle_fingerprint",
 ]
 __all__ += _errors.__all__

@@ -719,6 +719,9 @@ def pull_cmd(
                   f"{out or model.bundle_path}")
 
 
+from .search import register as _register_search  # noqa: E402 - `textme index` / `textme search`
+_register_search(app)
+
 _plugin_commands_added = False
 
 

@@ -379,20 +379,38 @@ def data_fingerprint(inputs: torch.Tensor, targets: torch.Tensor, *more: torch.T
 # ------------------------------------------------------------------------------ evaluation
 @torch.no_grad()
 def _evaluate(projector: Projector, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
-              device: torch.device, loss_fn: LossFn) -> tuple[float, float]:
-    """Held-out loss (batched like training) and R@1 of projected text -> anchor of the same text."""
+              device: torch.device, loss_fn: LossFn,
+              x_off: torch.Tensor | None = None) -> tuple[float, float]:
+    """Held-out loss (batched like training) and R@1 of projected text -> anchor of the same text.
+
+    Works block by block (a block of projected rows against blocks of anchors, with a running
+    best match), so memory stays a few blocks whatever the size of the held-out set; ``x`` may
+    be raw stored rows with ``x_off`` subtracted as each block is used.
+    """
     projector.eval()
-    z = torch.cat([projector(b.to(device).float()).float() for b in x.split(4096)])
-    yt = y.to(device).float()
-    losses = [loss_fn(zb, yb, cfg).item()
-              for zb, yb in zip(z.split(cfg.batch_size), yt.split(cfg.batch_size)) if len(zb) > 1]
+    block = cfg.batch_size * max(1, 4096 // cfg.batch_size)  # whole training-size batches
+    losses: list[float] = []
     hits = 0
-    yn = torch.nn.functional.normalize(yt, dim=-1)  # once, not once per chunk
-    for start in range(0, len(z), 4096):
-        sim = z[start : start + 4096] @ yn.T
-        hits += (sim.argmax(1).cpu() == torch.arange(start, start + len(sim))).sum().item()
+    for start in range(0, len(x), block):
+        xb = x[start : start + block].to(device).float()
+        if x_off is not None:
+            xb = xb - x_off
+        z = projector(xb).float()
+        yb = y[start : start + block].to(device).float()
+        losses += [loss_fn(zc, yc, cfg).item()
+                   for zc, yc in zip(z.split(cfg.batch_size), yb.split(cfg.batch_size))
+                   if len(zc) > 1]
+        best = torch.full((len(z),), -math.inf, device=device)
+        arg = torch.zeros(len(z), dtype=torch.long, device=device)
+        for ystart in range(0, len(y), block):
+            yn = torch.nn.functional.normalize(y[ystart : ystart + block].to(device).float(), dim=-1)
+            value, where = (z @ yn.T).max(dim=1)
+            better = value > best  # strict: the first of equal matches wins, as argmax does
+            best = torch.where(better, value, best)
+            arg = torch.where(better, where + ystart, arg)
+        hits += (arg.cpu() == torch.arange(start, start + len(z))).sum().item()
     projector.train()
-    return (sum(losses) / len(losses) if losses else float("nan")), hits / len(z)
+    return (sum(losses) / len(losses) if losses else float("nan")), hits / len(x)
 
 
 # ---------------------------------------------------------------------------------- the loop
@@ -632,9 +650,8 @@ def _end_epoch(projector, x_dev, y_dev, val_idx, cfg, device, state, opt, best, 
               "train_loss": state["epoch_loss_sum"] / max(1, state["epoch_loss_n"]),
               "lr": opt.param_groups[0]["lr"]}
     if len(val_idx) >= 2:
-        x_val = x_dev[val_idx.to(device)]
-        vloss, r1 = _evaluate(projector, x_val.float() - x_off if x_off is not None else x_val,
-                              y_dev[val_idx.to(device)], cfg, device, loss_fn)
+        vloss, r1 = _evaluate(projector, x_dev[val_idx.to(device)], y_dev[val_idx.to(device)],
+                              cfg, device, loss_fn, x_off)
         record.update(val_loss=vloss, val_r1=r1)
         better = r1 > state["best_r1"] or (r1 == state["best_r1"] and vloss < state["best_loss"])
         if better:

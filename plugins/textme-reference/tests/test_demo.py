@@ -98,3 +98,20 @@ def test_a_damaged_cached_projector_is_retrained(tmp_path, monkeypatch):
     r2 = run_demo(DemoConfig.quick(**cfg), log=messages.append)
     assert any("projectors trained" in m for m in messages)
     assert r1["modalities"] == r2["modalities"]
+
+
+def test_demo_ends_with_one_index_over_both_modalities(results):
+    s = results["search"]
+    assert s["items"] == {"image": 300, "audio": 300}
+    titles = [q["query"] for q in s["queries"]]
+    assert titles[0].startswith("text") and "image->audio" in titles[1] and "audio->image" in titles[2]
+    assert {h["modality"] for h in s["queries"][1]["hits"]} == {"audio"}
+    assert {h["modality"] for h in s["queries"][2]["hits"]} == {"image"}
+    for q in s["queries"]:
+        scores = [h["score"] for h in q["hits"]]
+        assert len(q["hits"]) == 5 and scores == sorted(scores, reverse=True)
+    # emergent cross-modal hits are far above chance (1 in 24 classes): at least one right of 5
+    assert sum(int(q["right"].split("/")[0]) for q in s["queries"]) >= 3
+    from textme_reference.search_demo import format_search
+
+    assert "one index, both modalities" in format_search(s)

@@ -55,6 +55,10 @@ def demo_command(
         return
     results = run_demo(cfg, log=lambda msg: console.print(escape(msg), highlight=False))
     console.print(Markdown(format_tables(results)))
+    if "search" in results:
+        from .search_demo import format_search
+
+        console.print(Markdown(format_search(results["search"])))
     console.print(f"report: {results['report']}  ({results['seconds']} s)")
 
 

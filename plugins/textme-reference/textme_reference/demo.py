@@ -239,6 +239,9 @@ def run_demo(cfg: DemoConfig | None = None, log: Callable[[str], None] = print) 
         }
     if len(runs) >= 2:
         results["emergent"] = _emergent(runs)
+        from .search_demo import search_section  # one index over both modalities' held-out samples
+
+        results["search"] = search_section(runs, anchor, log)
     results["seconds"] = round(time.perf_counter() - t0, 1)
     if cfg.out_dir:
         _write_report(Path(cfg.out_dir), results, runs, cfg)
@@ -294,6 +297,10 @@ def _write_report(out: Path, results: dict[str, Any], runs: dict[str, dict[str, 
           f"Anchor `{cfg.anchor}`; {cfg.offset_samples} unpaired samples per centroid; projectors "
           f"trained on {cfg.train_texts} text descriptions only; {cfg.eval_items} held-out samples "
           f"per modality; {results['seconds']} s in all.", "", format_tables(results)]
+    if "search" in results:
+        from .search_demo import format_search
+
+        md.append(format_search(results["search"]))
     md += [f"![{p.stem}]({p.name})" for p in images]
     (out / "report.md").write_text("\n".join(md) + "\n")
     for m, run in runs.items():
