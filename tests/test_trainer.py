@@ -159,9 +159,10 @@ def test_held_out_evaluation_in_blocks_matches_the_whole_matrix():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(9000, 16, generator=g).half()
     off = torch.randn(16, generator=g)
-    y = torch.randn(9000, 24, generator=g).half()
     cfg = TrainConfig(batch_size=64)
     proj = Projector(16, 24, 32, 2, 0.0)
+    with torch.no_grad():  # anchors near the projections: R@1 well above 0, below 1
+        y = (proj(x.float() - off) + 0.05 * torch.randn(9000, 24, generator=g)).half()
     loss, r1 = _evaluate(proj, x, y, cfg, torch.device("cpu"), _default_loss, off)
     with torch.no_grad():
         z = proj(x.float() - off).float()
@@ -169,5 +170,5 @@ def test_held_out_evaluation_in_blocks_matches_the_whole_matrix():
         want_r1 = (sim.argmax(1) == torch.arange(len(x))).float().mean().item()
         want_loss = torch.stack([_default_loss(a, b, cfg) for a, b in
                                  zip(z.split(64), y.float().split(64))]).mean().item()
-    assert 0 < r1 and r1 == pytest.approx(want_r1, abs=2 / len(x))
+    assert 0.05 < r1 < 1 and r1 == pytest.approx(want_r1, abs=2 / len(x))
     assert loss == pytest.approx(want_loss, rel=1e-5)

@@ -86,7 +86,8 @@ def test_entry_fields_are_typed_and_info_is_a_view(model):
     entry = model.entry("gapdemo")
     assert isinstance(entry, ModalityEntry)
     assert set(ModalityEntry.__dataclass_fields__) == {"encoder", "projector", "offsets", "training",
-                                                      "offsets_info", "extra"}
+                                                      "offsets_info", "extra", "bridges",
+                                                      "bridge_info", "recentring"}
     view = entry.info
     view["training"]["epochs"] = 99  # a copy: editing it changes nothing
     assert entry.training == {"epochs": 1}
