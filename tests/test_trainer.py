@@ -157,12 +157,12 @@ def test_held_out_evaluation_in_blocks_matches_the_whole_matrix():
     from textme_sdk.engine.trainer import _default_loss, _evaluate
 
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(9000, 16, generator=g).half()
+    x = torch.randn(3000, 16, generator=g).half()
     off = torch.randn(16, generator=g)
     cfg = TrainConfig(batch_size=64)
     proj = Projector(16, 24, 32, 2, 0.0)
     with torch.no_grad():  # anchors near the projections: R@1 well above 0, below 1
-        y = (proj(x.float() - off) + 0.05 * torch.randn(9000, 24, generator=g)).half()
+        y = (proj(x.float() - off) + 0.05 * torch.randn(3000, 24, generator=g)).half()
     loss, r1 = _evaluate(proj, x, y, cfg, torch.device("cpu"), _default_loss, off)
     with torch.no_grad():
         z = proj(x.float() - off).float()

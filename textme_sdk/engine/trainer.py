@@ -388,7 +388,7 @@ def _evaluate(projector: Projector, x: torch.Tensor, y: torch.Tensor, cfg: Train
     be raw stored rows with ``x_off`` subtracted as each block is used.
     """
     projector.eval()
-    block = cfg.batch_size * max(1, 4096 // cfg.batch_size)  # whole training-size batches
+    block = cfg.batch_size * max(1, 1024 // cfg.batch_size)  # whole training-size batches
     losses: list[float] = []
     hits = 0
     for start in range(0, len(x), block):
