@@ -3,19 +3,10 @@ import sys
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from gapworld import descriptions, modal_samples
-from textme_sdk.cli import get_app
 
-runner = CliRunner()
-
-
-def run(*args, ok=True):
-    res = runner.invoke(get_app(), [str(a) for a in args])
-    if ok:
-        assert res.exit_code == 0, res.output + repr(res.exception)
-    return res
+from cli_runner import run  # noqa: E402
 
 
 @pytest.fixture

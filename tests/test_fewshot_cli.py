@@ -6,22 +6,13 @@ import wave
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
 import textme_sdk as tm
-from textme_sdk.cli import get_app
 from textme_sdk.evaluation import ClassificationSet
 from textme_sdk.evaluation.fewshot import FEWSHOT_METHODS, fewshot_scores
 
-runner = CliRunner()
+from cli_runner import run  # noqa: E402
 CLASSES = ["dog", "cat", "car", "piano"]
-
-
-def run(*args, ok=True):
-    res = runner.invoke(get_app(), [str(a) for a in args])
-    if ok:
-        assert res.exit_code == 0, res.output + repr(res.exception)
-    return res
 
 
 @pytest.fixture

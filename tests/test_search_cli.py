@@ -4,20 +4,11 @@ import json
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 import textme_sdk as tm
-from textme_sdk.cli import get_app
 
 pytest.importorskip("faiss")
-runner = CliRunner()
-
-
-def run(*args, ok=True):
-    res = runner.invoke(get_app(), [str(a) for a in args])
-    if ok:
-        assert res.exit_code == 0, res.output + repr(res.exception)
-    return res
+from cli_runner import run  # noqa: E402
 
 
 @pytest.fixture
