@@ -358,7 +358,10 @@ class ClassifierHead:
         finally:
             _unlock(lock)
         if old is not None:
-            _remove(old, dest)
+            try:
+                _remove(old, dest)
+            except OSError as exc:  # the save itself succeeded; the next one cleans up
+                logger.warning("could not remove the previous head's folder %s: %s", old, exc)
         return dest
 
     @classmethod
