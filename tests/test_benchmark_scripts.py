@@ -62,3 +62,20 @@ def test_gpu_check_cpu_mode_runs_every_step(tmp_path):
     for name in steps[1:]:
         assert json.loads((tmp_path / f"{name}.json").read_text())["checks"], name
     assert "| benchmark | what | value | target | met |" in proc.stdout
+
+
+def test_engine_bench_counts_each_matmul_once_and_loads_an_older_engine():
+    import torch
+
+    import bench_engine
+    from textme_sdk.engine import TrainConfig
+
+    # b=2, d_in=3, hidden=5, d_out=7: 2*b*(15 + 35 + 14 + 14 + 35 + 35 + 15)
+    assert bench_engine._step_flops(2, 3, 5, 7) == 4 * 163
+    fit = bench_engine._trainer_from("HEAD")
+    assert fit.__module__ == "textme_sdk._engine_at_rev.trainer"
+    g = torch.Generator().manual_seed(0)
+    res = fit(torch.randn(32, 8, generator=g), torch.randn(32, 16, generator=g),
+              TrainConfig(epochs=1, batch_size=16, val_fraction=0.0, device="cpu"),
+              show_progress_bar=False)
+    assert res.steps == 2 and res.samples_per_second > 0

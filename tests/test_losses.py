@@ -57,3 +57,21 @@ def test_fp16_inputs_are_safe():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="same shape"):
         hard_negative_infonce(torch.randn(4, 8), torch.randn(5, 8))
+
+
+def test_masked_nll_gradient_is_exact_to_second_order():
+    """The closed-form backward of the loss's last step (the rest is autograd), in float64."""
+    from textme_sdk.engine.losses import _MaskedNLL
+
+    g = torch.Generator().manual_seed(3)
+    sim = torch.randn(10, 10, generator=g, dtype=torch.float64).requires_grad_()
+    keep = torch.rand(10, 10, generator=g) < 0.6
+    keep.fill_diagonal_(True)
+    keep[4] = False  # a query without negatives: no part in the loss
+    keep[4, 4] = True
+    active = keep.sum(dim=1) > 1
+    fn = lambda s: _MaskedNLL.apply(s, keep, active, 1 / 0.07)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (sim,))
+    assert torch.autograd.gradgradcheck(fn, (sim,))
+    fn(sim).backward()
+    assert torch.all(sim.grad[4] == 0) and torch.all(sim.grad[~keep] == 0)

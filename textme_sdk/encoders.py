@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
+from .engine.numerics import nonfinite_rows
 from .engine.progress import auto_progress
 from .errors import (
     EmptyInputError,
@@ -179,8 +180,8 @@ def _finish(out: Any, n: int, dim: int, who: str) -> torch.Tensor:
             "encoder's embedding_dim and that it returns one row per input"
         )
     out = out.detach().float()
-    if not torch.isfinite(out).all():
-        rows = (~torch.isfinite(out)).any(dim=1).nonzero().flatten().tolist()
+    rows = nonfinite_rows(out).tolist()
+    if rows:
         raise InvalidEmbeddingError(
             f"{who} produced NaN/inf embeddings for {len(rows)} of {n} inputs (first: {rows[:5]}); "
             "try float32 instead of float16, or check the inputs at those positions"

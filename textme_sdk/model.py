@@ -31,6 +31,7 @@ from .bundle import (
 )
 from .encoders import AnchorModel, ModalityEncoder, Role, resolve_device
 from .engine.bridge import AnchorRecentring
+from .engine.numerics import nonfinite_rows
 from .engine.offsets import Offsets
 from .engine.projector import Projector
 from .errors import (
@@ -180,7 +181,7 @@ class TextME:
             out = self._project(entry, entry.offsets.centre_modal(raw) if use_offsets else raw)
             if recentre and use_offsets and entry.recentring is not None:
                 out = entry.recentring.apply(out)
-        _check_finite_rows(out, f"the {modality!r} embeddings", "check the inputs at those positions")
+        # no NaN leaves embed(): projector outputs are checked in _project, anchor outputs here
         if single:
             out = out[0]
         return out if convert_to_tensor else out.numpy()
@@ -190,6 +191,7 @@ class TextME:
             out = self.anchor.encode(texts, role, batch_size, show_progress_bar)
             if self.anchor.embedding_dim and out.shape[1] != self.anchor.embedding_dim:
                 raise DimensionMismatchError("anchor returned an unexpected dimension")
+            _check_finite_rows(out, "the 'text' embeddings", "check the inputs at those positions")
             return out
         entry = self.entry(via)
         raw = entry.encoder.encode_text(texts, batch_size, show_progress_bar)
@@ -233,12 +235,16 @@ class TextME:
             out = entry.recentring.apply(out)
         return out
 
-    @torch.inference_mode()
     def _project(self, entry: ModalityEntry, x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
         proj = entry.projector
-        dev = next(proj.parameters()).device
-        parts = [proj(b.to(dev)).float().cpu() for b in x.split(chunk)]
-        out = parts[0] if len(parts) == 1 else torch.cat(parts)  # no copy for one chunk
+        dev = proj.device
+        with torch.inference_mode():
+            if len(x) <= chunk:  # the common case, kept to the bare calls (embed at batch 1)
+                out = proj(x if x.device == dev else x.to(dev))
+                if out.dtype != torch.float32 or out.device.type != "cpu":
+                    out = out.float().cpu()
+            else:
+                out = torch.cat([proj(b.to(dev)).float().cpu() for b in x.split(chunk)])
         _check_finite_rows(out, f"the projector of {entry.encoder.name!r}",
                            "its weights were changed in memory: reload or retrain it")
         return out
@@ -432,10 +438,9 @@ def _as_float_tensor(x: Any, who: str) -> torch.Tensor:
 
 def _check_finite_rows(x: torch.Tensor, what: str, fix: str) -> None:
     """Raise :class:`InvalidEmbeddingError` naming the rows of ``x`` that hold NaN/inf."""
-    if torch.isfinite(x).all():  # the common case: one pass, one temporary
+    rows = nonfinite_rows(x)  # one reduction in the common (finite) case, no temporaries
+    if not len(rows):
         return
-    bad = ~torch.isfinite(x)
-    rows = (bad.reshape(bad.shape[0], -1).any(dim=1) if bad.ndim > 1 else bad).nonzero().flatten()
     raise InvalidEmbeddingError(f"NaN/inf values in {what}: {len(rows)} of {x.shape[0]} rows "
                                 f"(first: {rows[:5].tolist()}); {fix}")
 

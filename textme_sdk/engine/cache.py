@@ -30,6 +30,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..errors import InvalidEmbeddingError
+from .numerics import all_finite
 from .progress import auto_progress
 
 logger = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ class EmbeddingCache:
             emb = self._load_or_discard(part, len(sub))
             if emb is None:
                 emb = compute(sub).detach().to("cpu", self.dtype)
-                if emb.shape[0] != len(sub) or not torch.isfinite(emb).all():
+                if emb.shape[0] != len(sub) or not all_finite(emb):
                     raise InvalidEmbeddingError(
                         f"embedding chunk {c} has shape {tuple(emb.shape)} or non-finite values"
                     )
@@ -258,7 +259,7 @@ def _read(path: Path, rows: int | None) -> torch.Tensor | str:
         return f"damaged: {type(exc).__name__}: {exc}"
     if rows is not None and emb.shape[0] != rows:
         return f"shape {tuple(emb.shape)}, expected {rows} rows"
-    if not all(torch.isfinite(c).all() for c in emb.split(8192)):
+    if not all_finite(emb):
         return "non-finite values"
     return emb
 

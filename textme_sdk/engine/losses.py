@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from .numerics import unit
+
 __all__ = ["hard_negative_infonce", "infonce"]
 
 
@@ -21,7 +23,7 @@ def _similarities(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"queries {tuple(queries.shape)} and keys {tuple(keys.shape)} must have the same shape"
         )
-    return F.normalize(queries.float(), dim=-1) @ F.normalize(keys.float(), dim=-1).T
+    return unit(queries.float()) @ unit(keys.float()).T
 
 
 def hard_negative_infonce(
@@ -51,9 +53,35 @@ def hard_negative_infonce(
             keep.fill_diagonal_(True)  # the positive is always in the softmax
         if not bool(active.any()):
             return sim.sum() * 0.0
-        logits = torch.where(keep, sim * (1.0 / temperature), float("-inf"))
-        per_query = torch.logsumexp(logits, dim=1) - logits.diagonal()
-        return per_query[active].mean()
+        return _MaskedNLL.apply(sim, keep, active, 1.0 / temperature)
+
+
+class _MaskedNLL(torch.autograd.Function):
+    """``mean over active i of -log softmax(where(keep_i, S_i / tau, -inf))[i]``, with the
+    gradient towards ``S`` in closed form, ``(softmax - onehot) / tau / n_active`` on active
+    rows: one pass over the ``[B, B]`` matrix instead of autograd's chain through ``where``,
+    ``logsumexp`` and the row selection (the step's loss passes halve; same values and gradient
+    to float rounding, ``tests/test_losses.py``)."""
+
+    @staticmethod
+    def forward(ctx, sim, keep, active, inv_t):  # type: ignore[override]
+        log_p = torch.log_softmax(torch.where(keep, sim * inv_t, float("-inf")), dim=1)
+        weight = active.to(sim.dtype) / active.sum()
+        loss = -(log_p.diagonal() * weight).sum()
+        ctx.inv_t = inv_t
+        ctx.save_for_backward(sim, keep, log_p, weight)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        sim, keep, log_p, weight = ctx.saved_tensors
+        row = (weight * (grad * ctx.inv_t)).unsqueeze(1)
+        if torch.is_grad_enabled():  # double backward: the same formula, differentiable in sim
+            log_p = torch.log_softmax(torch.where(keep, sim * ctx.inv_t, float("-inf")), dim=1)
+            return log_p.exp() * row - torch.diag_embed(row.squeeze(1)), None, None, None
+        out = log_p.exp().mul_(row)  # softmax; masked-out keys give exactly 0
+        out.diagonal().sub_(row.squeeze(1))
+        return out, None, None, None
 
 
 def infonce(queries: torch.Tensor, keys: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:

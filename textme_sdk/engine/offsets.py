@@ -21,6 +21,7 @@ from ..errors import (
     InvalidInputError,
     MissingInputFileError,
 )
+from .numerics import all_finite
 
 __all__ = ["StreamingMean", "Offsets"]
 
@@ -44,7 +45,7 @@ class StreamingMean:
                 f"expected embeddings of shape [n, {self.dim}], got {tuple(batch.shape)}"
             )
         x = batch.detach().to(torch.float64).cpu()
-        if not torch.isfinite(x).all():
+        if not all_finite(x):
             raise InvalidEmbeddingError("NaN/inf embedding passed to the offset estimate")
         n = x.shape[0]
         if n == 0:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
+from .numerics import unit
 
 if TYPE_CHECKING:
     from .trainer import TrainResult
@@ -86,9 +86,14 @@ class Projector(nn.Module):
                     layers.append(nn.Dropout(dropout))
         self.net = nn.Sequential(*layers)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the projector's weights are."""
+        return self.net[0].weight.device
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Project ``[n, in_dim]`` to L2-normalised ``[n, out_dim]``."""
-        return F.normalize(self.net(x), dim=-1)
+        return unit(self.net(x))
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments; ``Projector(**p.config())`` rebuilds the architecture."""

@@ -38,6 +38,7 @@ from ..errors import (
 from .bridge import BRIDGE_MODES, bridge_term
 from .cache import atomic_save
 from .losses import hard_negative_infonce
+from .numerics import all_finite, nonfinite_rows
 from .progress import auto_progress
 from .projector import Projector
 
@@ -468,7 +469,7 @@ def fit_projector(
     if len(inputs) < 2:
         raise EmptyInputError(f"need at least 2 training texts, got {len(inputs)}")
     if input_offset is not None and (input_offset.shape != (inputs.shape[1],)
-                                     or not torch.isfinite(input_offset).all()):
+                                     or not all_finite(input_offset)):
         raise DimensionMismatchError(
             f"input_offset must be a finite [{inputs.shape[1]}] vector (one value per input "
             f"dimension), got shape {tuple(input_offset.shape)}")
@@ -482,10 +483,9 @@ def fit_projector(
             f"{None if bridge_targets is None else tuple(bridge_targets.shape)}; pass bridge= to "
             "train_projector, or set bridge_weight=0")
     for what, t in (("inputs", inputs), ("targets", targets), *(("bridge targets", b) for b in bridged)):
-        # checked in chunks: no full-size temporary beside (memory-mapped) training data
-        bad = torch.cat([(~torch.isfinite(c)).flatten(1).any(dim=1) for c in t.split(8192)])
-        if bad.any():
-            rows = bad.nonzero().flatten().tolist()
+        # reductions only: no temporary the size of the (memory-mapped) training data
+        rows = nonfinite_rows(t).tolist()
+        if rows:
             raise InvalidEmbeddingError(
                 f"the training {what} hold NaN/inf in {len(rows)} rows (first: {rows[:5]}); "
                 "re-embed those texts (a damaged cache entry can be deleted) before training")
@@ -637,7 +637,7 @@ def _default_loss(queries: torch.Tensor, keys: torch.Tensor, cfg: TrainConfig) -
 
 def _check_finite(projector: Projector, step: int, cfg: TrainConfig) -> None:
     """Refuse to go on (and so to checkpoint or return) with NaN/inf weights."""
-    if not all(torch.isfinite(p).all() for p in projector.parameters()):
+    if not all(all_finite(p.detach()) for p in projector.parameters()):
         raise TrainingDivergedError(
             f"training diverged by step {step}: the projector weights hold NaN/inf (lr={cfg.lr}); "
             "nothing was saved. Lower the learning rate or use precision='fp32'")
