@@ -79,13 +79,22 @@ def test_many_list_ivf_trains_by_two_level_kmeans_and_stays_exhaustive(monkeypat
     calls = []
     real = fcc.two_level_clustering
 
+    import faiss
+
     def spy(xt, nc1, nc2, **kw):
         calls.append((len(xt), nc1, nc2))
+        assert faiss.omp_get_max_threads() == 1  # small k-means: one thread
         return real(xt, nc1, nc2, **kw)
 
     monkeypatch.setattr(fcc, "two_level_clustering", spy)
-    two = tm.Index.from_embeddings(X, ids=IDS, backend="faiss", index_key="IVF64,Flat",
-                                   two_level=True, nprobe=64)
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(2)
+    try:
+        two = tm.Index.from_embeddings(X, ids=IDS, backend="faiss", index_key="IVF64,Flat",
+                                       two_level=True, nprobe=64)
+        assert faiss.omp_get_max_threads() == 2  # restored
+    finally:
+        faiss.omp_set_num_threads(threads)
     assert calls == [(len(X), 8, 64)]
     quantizer = two._backend._ivf(two._backend.index).quantizer
     assert quantizer.ntotal == 64

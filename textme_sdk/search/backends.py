@@ -253,7 +253,15 @@ class FaissBackend:
         from faiss.contrib.clustering import two_level_clustering
 
         nc1 = max(2, int(round(math.sqrt(ivf.nlist))))
-        centroids, _ = two_level_clustering(xt, nc1, ivf.nlist, spherical=True, seed=1234)
+        # one thread: the second level runs sqrt(nlist) small k-means, whose parallel regions
+        # are too short to pay for their barriers; on 2 busy cores two threads made the whole
+        # training 3x slower (159 s against 49 s for 4,096 lists, 262K points, d = 384)
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            centroids, _ = two_level_clustering(xt, nc1, ivf.nlist, spherical=True, seed=1234)
+        finally:
+            faiss.omp_set_num_threads(threads)
         quantizer = faiss.downcast_index(ivf.quantizer)
         quantizer.reset()
         quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
