@@ -73,6 +73,30 @@ def test_auto_backend_and_faiss_key_choice():
     assert "PQ" in choose_faiss_key(HNSW_LIMIT * 5, 1024, max_memory="1G")  # does not fit: quantised
 
 
+def test_single_query_scan_split_between_threads_matches_the_batched_scan(monkeypatch):
+    from textme_sdk.search import backends
+
+    monkeypatch.setattr(backends, "SPLIT_MIN_ROWS", 300)  # split even this small matrix
+    x = torch.from_numpy(X)
+    threads = torch.get_num_threads()
+    try:
+        for n_threads in (1, 2, 3):
+            torch.set_num_threads(n_threads)
+            got = backends.matvec(x, torch.from_numpy(Q[0]))
+            np.testing.assert_allclose(got.numpy(), X @ Q[0], atol=1e-5)
+        torch.set_num_threads(2)
+        index = tm.Index.from_embeddings(X, ids=IDS, backend="exact")
+        index.remove(IDS[::3])
+        batched = index.search(Q, k=10, filter_modality="embedding")  # the chunked matmul path
+        for i in range(len(Q)):
+            one = index.search(Q[i], k=10)
+            assert one.ids[0] == batched.ids[i]
+            np.testing.assert_allclose(one.scores[0], batched.scores[i], atol=1e-5)
+            assert not set(one.ids[0]) & set(IDS[::3])
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_many_list_ivf_trains_by_two_level_kmeans_and_stays_exhaustive(monkeypatch):
     import faiss.contrib.clustering as fcc
 

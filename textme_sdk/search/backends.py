@@ -13,6 +13,8 @@ import logging
 import math
 import shutil
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,44 @@ def _topk_merge(best_s: torch.Tensor | None, best_l: torch.Tensor | None, s: tor
         labels = torch.cat([best_l, labels], dim=1)
     top = s.topk(min(k, s.shape[1]), dim=1)
     return top.values, labels.gather(1, top.indices)
+
+
+#: Rows per thread at least before a single query's scan is split between threads.
+SPLIT_MIN_ROWS = 16384
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _mv_into(x: torch.Tensor, q: torch.Tensor, out: torch.Tensor) -> None:
+    with torch.inference_mode():  # thread-local: the caller's mode does not reach a worker
+        torch.mv(x, q, out=out)
+
+
+def matvec(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """``x @ q`` for one query, the rows split between ``torch.get_num_threads()`` threads.
+
+    One query's scan is a matrix-vector product: it reads every vector once and is bound by
+    memory bandwidth, and BLAS runs it on one thread, which on this project's 2-core machine
+    streams ~16 GB/s where two threads stream ~29 GB/s. Each thread computes ``torch.mv`` on its
+    own block of rows (torch releases the GIL), so every score is computed as by one
+    ``torch.mv`` over the block, and the result does not depend on the thread count beyond
+    float rounding of the BLAS kernel.
+    """
+    global _pool
+    n = x.shape[0]
+    parts = min(torch.get_num_threads(), n // SPLIT_MIN_ROWS)
+    if parts <= 1:
+        return torch.mv(x, q)
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < parts:
+            _pool = ThreadPoolExecutor(parts, thread_name_prefix="textme-exact")
+        pool = _pool
+    out = torch.empty(n, dtype=x.dtype)
+    step = -(-n // parts)
+    futures = [pool.submit(_mv_into, x[s:s + step], q, out[s:s + step]) for s in range(0, n, step)]
+    for f in futures:
+        f.result()
+    return out
 
 
 class ExactBackend:
@@ -85,6 +125,15 @@ class ExactBackend:
         x = self.vectors
         qt = torch.from_numpy(q)
         mask = None if allowed is None else torch.from_numpy(allowed)
+        if len(qt) == 1 and x.shape[0] > 0:  # one query: one bandwidth-bound pass, threads split
+            s = matvec(x, qt[0]).unsqueeze(0)
+            if mask is not None:
+                s.masked_fill_(~mask, float("-inf"))
+            top = s.topk(min(k, s.shape[1]), dim=1)
+            labels = top.indices.numpy().astype(np.int64)
+            scores = top.values.numpy()
+            labels[~np.isfinite(scores)] = -1
+            return scores, labels
         best_s = best_l = None
         for start in range(0, x.shape[0], self.chunk_rows):
             block = x[start:start + self.chunk_rows]
