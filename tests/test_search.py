@@ -14,7 +14,12 @@ import torch
 
 import textme_sdk as tm
 from textme_sdk.search import EmptyIndexError, ForeignBundleError, IndexFormatError, Query
-from textme_sdk.search.backends import HNSW_LIMIT, choose_faiss_key
+from textme_sdk.search.backends import (
+    HNSW_LIMIT,
+    TWO_LEVEL_MIN_NLIST,
+    FaissBackend,
+    choose_faiss_key,
+)
 
 pytest.importorskip("faiss")
 
@@ -66,6 +71,102 @@ def test_auto_backend_and_faiss_key_choice():
     key = choose_faiss_key(HNSW_LIMIT * 5, 1024, max_memory="8G")
     assert key.startswith("IVF") and key.endswith(",Flat") and int(key[3:key.index(",")]) <= 4096
     assert "PQ" in choose_faiss_key(HNSW_LIMIT * 5, 1024, max_memory="1G")  # does not fit: quantised
+
+
+def test_single_query_scan_split_between_threads_matches_the_batched_scan(monkeypatch):
+    from textme_sdk.search import backends
+
+    monkeypatch.setattr(backends, "SPLIT_MIN_ROWS", 300)  # split even this small matrix
+    x = torch.from_numpy(X)
+    threads = torch.get_num_threads()
+    try:
+        for n_threads in (1, 2, 3):
+            torch.set_num_threads(n_threads)
+            got = backends.matvec(x, torch.from_numpy(Q[0]))
+            np.testing.assert_allclose(got.numpy(), X @ Q[0], atol=1e-5)
+        torch.set_num_threads(2)
+        index = tm.Index.from_embeddings(X, ids=IDS, backend="exact")
+        index.remove(IDS[::3])
+        batched = index.search(Q, k=10, filter_modality="embedding")  # the chunked matmul path
+        for i in range(len(Q)):
+            one = index.search(Q[i], k=10)
+            assert one.ids[0] == batched.ids[i]
+            np.testing.assert_allclose(one.scores[0], batched.scores[i], atol=1e-5)
+            assert not set(one.ids[0]) & set(IDS[::3])
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_many_list_ivf_trains_by_two_level_kmeans_and_stays_exhaustive(monkeypatch):
+    import faiss.contrib.clustering as fcc
+
+    calls = []
+    real = fcc.two_level_clustering
+
+    import faiss
+
+    def spy(xt, nc1, nc2, **kw):
+        calls.append((len(xt), nc1, nc2))
+        assert faiss.omp_get_max_threads() == 1  # small k-means: one thread
+        return real(xt, nc1, nc2, **kw)
+
+    monkeypatch.setattr(fcc, "two_level_clustering", spy)
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(2)
+    try:
+        two = tm.Index.from_embeddings(X, ids=IDS, backend="faiss", index_key="IVF64,Flat",
+                                       two_level=True, nprobe=64)
+        assert faiss.omp_get_max_threads() == 2  # restored
+    finally:
+        faiss.omp_set_num_threads(threads)
+    assert calls == [(len(X), 8, 64)]
+    quantizer = two._backend._ivf(two._backend.index).quantizer
+    assert quantizer.ntotal == 64
+    centroids = quantizer.reconstruct_n(0, 64)
+    np.testing.assert_allclose(np.linalg.norm(centroids, axis=1), 1.0, atol=1e-4)  # spherical
+    exact = tm.Index.from_embeddings(X, ids=IDS, backend="exact")
+    ref, got = exact.search(Q, k=10), two.search(Q, k=10)
+    assert recall(ref, got) == 1.0
+    np.testing.assert_allclose(got.scores, ref.scores, atol=1e-5)
+    # a usual probe count finds nearly everything on clustered data
+    two._backend.nprobe = 8
+    assert recall(ref, two.search(Q, k=10)) >= 0.9
+    # the automatic choice: two-level from TWO_LEVEL_MIN_NLIST lists on, plain k-means below
+    calls.clear()
+    tm.Index.from_embeddings(X, backend="faiss", index_key="IVF16,Flat")
+    assert calls == []
+    tm.Index.from_embeddings(X, backend="faiss", index_key=f"IVF{TWO_LEVEL_MIN_NLIST},Flat")
+    assert calls == [(len(X), round(TWO_LEVEL_MIN_NLIST ** 0.5), TWO_LEVEL_MIN_NLIST)]
+    assert FaissBackend(32, two_level=False).config()["two_level"] is False
+
+
+@pytest.mark.parametrize("backend,opts", [("exact", {}),
+                                          ("faiss", {"index_key": "IVF16,Flat", "nprobe": 16}),
+                                          ("milvus", {})])
+def test_modality_filter_follows_adds_removes_and_reloads(tmp_path, backend, opts):
+    # the per-filter item mask is cached between queries: it must never go stale
+    index = tm.Index.from_embeddings(X[:1000], ids=IDS[:1000], backend=backend, modality="image",
+                                     **opts)
+    index.add_embeddings(X[1000:1500], ids=IDS[1000:1500], modality="audio")
+    res = index.search(Q, k=2000, filter_modality="audio")
+    assert all(m == "audio" for row in res.modalities for m in row)
+    assert all(len(row) == 500 for row in res.ids)
+    index.add_embeddings(X[1500:], ids=IDS[1500:], modality="audio")  # after a filtered query
+    res = index.search(Q, k=2000, filter_modality=["audio"])
+    assert all(len(row) == 1000 for row in res.ids) and set(res.ids[0]) == set(IDS[1000:])
+    index.remove(IDS[1000:1100])
+    res = index.search(Q, k=2000, filter_modality="audio")
+    assert all(len(row) == 900 for row in res.ids) and set(res.ids[0]) == set(IDS[1100:])
+    both = index.search(Q, k=5, filter_modality=("image", "audio"))
+    np.testing.assert_array_equal(both.scores, index.search(Q, k=5).scores)
+    index.save(tmp_path / "idx")
+    loaded = tm.Index.load(tmp_path / "idx")
+    again = loaded.search(Q, k=2000, filter_modality="audio")
+    assert again.ids == res.ids
+    loaded.add_embeddings(X[:3], ids=["new-0", "new-1", "new-2"], modality="audio")
+    assert all(len(row) == 903 for row in loaded.search(Q, k=2000, filter_modality="audio").ids)
+    index.close()
+    loaded.close()
 
 
 @pytest.mark.parametrize("backend,opts", [("exact", {}), ("faiss", {"index_key": "IVF16,Flat"}),

@@ -175,6 +175,7 @@ class Index:
             self._backend = make_backend(backend, dim, backend_options)
         self._ids: list[str] = []
         self._modalities: list[str] = []
+        self._modality_masks: dict[tuple[str, ...], np.ndarray] = {}  # filter -> [total] bool
         self._metadata: list[Any] = []
         self._alive = np.zeros(0, dtype=bool)
         self._label: dict[str, int] = {}
@@ -296,6 +297,7 @@ class Index:
         self._backend.add(x, labels, [modality] * len(x))
         self._ids += ids
         self._modalities += [modality] * len(x)
+        self._modality_masks = {}
         self._metadata += meta
         self._alive = np.concatenate([self._alive, np.ones(len(x), dtype=bool)])
         self._label.update(zip(ids, labels.tolist()))
@@ -464,10 +466,10 @@ class Index:
             raise EmptyIndexError("the index holds no items; add some before searching")
         q = self.embed_queries(queries, modality, model, batch_size)
         mods = None
-        allowed = None if self._alive.all() else self._alive
+        allowed = None if len(self._label) == len(self._ids) else self._alive  # O(1): no scan
         if filter_modality is not None:
             mods = [filter_modality] if isinstance(filter_modality, str) else list(filter_modality)
-            mask = np.isin(np.asarray(self._modalities, dtype=object), mods)
+            mask = self._modality_mask(mods)
             allowed = mask if allowed is None else (mask & allowed)
         n_match = len(self) if allowed is None else int(allowed.sum())
         width = min(int(k), n_match)
@@ -484,6 +486,17 @@ class Index:
         for i, row in enumerate(ids):  # keep scores aligned with the kept hits
             scores[i, len(row):] = -np.inf
         return SearchResult(ids, scores, modalities, metadata)
+
+    def _modality_mask(self, mods: list[str]) -> np.ndarray:
+        """Which items (alive or not) have one of ``mods``: built once per filter and reused by
+        every later query until items are added (a scan of the Python list per query costs
+        ~7 ms at 100K items)."""
+        key = tuple(sorted({str(m) for m in mods}))
+        mask = self._modality_masks.get(key)
+        if mask is None or len(mask) != len(self._ids):
+            mask = np.isin(np.asarray(self._modalities, dtype=object), list(key))
+            self._modality_masks[key] = mask
+        return mask
 
     # ------------------------------------------------------------------------- persistence
     def save(self, directory: str | os.PathLike) -> Path:
@@ -577,6 +590,7 @@ class Index:
         index._ids, index._modalities, index._metadata = (
             list(items["ids"]), list(items["modalities"]), list(items["metadata"]))
         index._alive = alive
+        index._modality_masks = {}
         index._label = {index._ids[i]: i for i in np.flatnonzero(alive).tolist()}
         index.fingerprint = manifest.get("fingerprint")
         if model is not None:
