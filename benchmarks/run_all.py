@@ -33,6 +33,7 @@ QUICK = {
     "bench_memory": ["--texts", "100000", "--big-texts", "200000", "--big-steps", "20", "--no-copy"],
     "bench_embed": ["--rounds", "2", "--calls", "16"],
     "bench_scaling": ["--texts", "4000"],
+    "bench_search": ["--quick"],
     "bench_anchor": ["--texts", "512"],
     "bench_eval": ["--items", "2000"],
 }
