@@ -54,6 +54,33 @@ def test_full_mode_pulls_along_the_anchor_too():
     torch.testing.assert_close(loss, (2 - 2 * (z * p).sum(-1)).mean())
 
 
+def test_centred_loss_is_orthogonal_and_blind_to_a_common_shift():
+    z, a, p = _unit(32, 24, seed=1), _unit(32, 24, seed=2), _unit(32, 2, 24, seed=3)
+    z.requires_grad_(True)
+    bridge_loss(z, a, p, "orthogonal", centred=True).backward()
+    assert z.grad.norm() > 1e-3
+    assert (z.grad * a).sum(-1).abs().max() < 1e-7
+    eps = 1e-2
+    with torch.no_grad():
+        plus = bridge_loss(z + eps * a, a, p, "orthogonal", centred=True)
+        minus = bridge_loss(z - eps * a, a, p, "orthogonal", centred=True)
+    assert abs((plus - minus).item()) / (2 * eps) < 1e-5
+    # full mode: the per-sample pulls sum to zero, and moving every z by one vector changes
+    # nothing (the uncentred form does change)
+    z.grad = None
+    bridge_loss(z, a, p, "full", centred=True).backward()
+    assert z.grad.norm() > 1e-3 and z.grad.sum(0).abs().max() < 1e-6
+    shift = 0.3 * _unit(1, 24, seed=5)
+    with torch.no_grad():
+        torch.testing.assert_close(bridge_loss(z + shift, a, p, "full", centred=True),
+                                   bridge_loss(z, a, p, "full", centred=True))
+        assert abs((bridge_loss(z + shift, a, p, "full") - bridge_loss(z, a, p, "full")).item()) > 1e-3
+    # and it is the uncentred loss of the centred vectors
+    zc, pc = z.detach() - z.detach().mean(0), p - p.mean(0)
+    torch.testing.assert_close(bridge_loss(z, a, p, "full", centred=True),
+                               (zc[:, None] - pc).pow(2).sum(-1).mean())
+
+
 def test_contrastive_orthogonal_loss_has_zero_gradient_along_the_anchor():
     z, a, p = _unit(32, 24, seed=1), _unit(32, 24, seed=2), _unit(32, 2, 24, seed=3)
     z.requires_grad_(True)
@@ -74,7 +101,7 @@ def test_contrastive_loss_matches_the_explicit_projection_and_ignores_a_shared_s
     z, a, p = _unit(16, 12, seed=1), _unit(16, 12, seed=2), _unit(16, 12, seed=3)
     tau = 0.1
     # the definition, with an explicit [B, B, d] projection of every proxy by each query's anchor
-    u = F.normalize(z - (z * a).sum(-1, keepdim=True) * a, dim=-1)
+    u = z - (z * a).sum(-1, keepdim=True) * a
     r = p[None] - (p[None] * a[:, None]).sum(-1, keepdim=True) * a[:, None]
     s = (u[:, None] * F.normalize(r, dim=-1)).sum(-1) / tau
     want = (torch.logsumexp(s, 1) - s.diagonal()).mean()
@@ -114,6 +141,9 @@ def test_bridge_term_noise_is_seeded_by_step():
     assert not torch.equal(bridge_term(z, a, p, cfg, 5), bridge_term(z, a, p, cfg, 6))
     clean = tm.TrainConfig(bridge_weight=2.0)
     torch.testing.assert_close(bridge_term(z, a, p, clean, 5), 2.0 * bridge_loss(z, a, p))
+    centred = tm.TrainConfig(bridge_weight=2.0, bridge_loss="centred")
+    torch.testing.assert_close(bridge_term(z, a, p, centred, 5),
+                               2.0 * bridge_loss(z, a, p, centred=True))
     nce = tm.TrainConfig(bridge_weight=2.0, bridge_loss="contrastive", temperature=0.2)
     torch.testing.assert_close(bridge_term(z, a, p, nce, 5),
                                2.0 * contrastive_bridge_loss(z, a, p, "orthogonal", 0.2))

@@ -48,7 +48,7 @@ BridgeMode = Literal["orthogonal", "full"]
 #: The values :attr:`TrainConfig.bridge_mode` accepts.
 BRIDGE_MODES: tuple[str, ...] = ("orthogonal", "full")
 #: The values :attr:`TrainConfig.bridge_loss` accepts.
-BRIDGE_LOSSES: tuple[str, ...] = ("cosine", "contrastive")
+BRIDGE_LOSSES: tuple[str, ...] = ("cosine", "centred", "contrastive")
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -65,6 +65,7 @@ def bridge_loss(
     anchors: torch.Tensor,
     proxies: torch.Tensor,
     mode: BridgeMode = "orthogonal",
+    centred: bool = False,
 ) -> torch.Tensor:
     """``L_bridge``: squared distance between ``z`` and the bridge proxy (in float32).
 
@@ -73,6 +74,14 @@ def bridge_loss(
     component along ``z'_i`` (the InfoNCE term alone decides how far ``z`` moves towards its
     anchor); ``r(v) = v`` in ``"full"`` mode (``= 2 - 2 cos(z_i, p_i)`` for unit ``z_i``).
 
+    ``centred=True`` subtracts the batch means first:
+    ``L = mean_i ||(r(z_i) - mean_j r(z_j)) - (r(p_i) - mean_j r(p_j))||^2``. The bridge then
+    only aligns how the texts differ from one another, never their common direction: the
+    per-sample gradients sum to zero, so it cannot shift all of ``z`` towards the proxies'
+    centroid (what the uncentred form does; in the reference world that common shift is what
+    lowers retrieval *from* the bridged modality). Orthogonality is kept: ``dL/dz_i`` is
+    ``r_i`` applied to the centred residual.
+
     Args:
         embeddings: ``[B, d]`` projected embeddings ``z``, unit rows as the projector returns
             them (not re-normalised here, so the gradient is exactly the one above).
@@ -80,6 +89,7 @@ def bridge_loss(
         proxies: ``[B, d]`` or ``[B, k, d]`` bridge anchors (one per bridge modality); the loss
             is averaged over the ``k`` bridges.
         mode: ``"orthogonal"`` (EmergentBridge) or ``"full"`` (ablation).
+        centred: compare batch-centred vectors (``TrainConfig.bridge_loss="centred"``).
 
     Returns:
         A scalar tensor, differentiable w.r.t. ``embeddings``.
@@ -94,6 +104,8 @@ def bridge_loss(
         z, a = z.unsqueeze(1), a.unsqueeze(1)  # [B, 1, d] against [B, k, d]
         if mode == "orthogonal":
             z, p = _reject(z, a), _reject(p, a)
+        if centred:
+            z, p = z - z.mean(0, keepdim=True), p - p.mean(0, keepdim=True)
         return (z - p).pow(2).sum(-1).mean()
 
 
@@ -107,10 +119,13 @@ def contrastive_bridge_loss(
     """``L_bridge`` as an InfoNCE over the batch (in float32): proxy ``p_i`` is the positive of
     ``z_i`` and the other texts' proxies ``p_j`` are its negatives.
 
-    ``L = mean_i [logsumexp_j(s_ij / tau) - s_ii / tau]`` with ``s_ij = cos(r_i(z_i), r_i(p_j))``
-    and ``r_i(v) = v - (v . a_i) a_i`` in ``"orthogonal"`` mode (every candidate is seen
-    through query ``i``'s own orthogonal projection, so ``dL/dz_i`` has no component along
-    ``z'_i``), ``r_i(v) = v`` in ``"full"`` mode. A component shared by all proxies adds the
+    ``L = mean_i [logsumexp_j(s_ij / tau) - s_ii / tau]`` with
+    ``s_ij = r_i(z_i) . r_i(p_j) / ||r_i(p_j)||`` and ``r_i(v) = v - (v . a_i) a_i`` in
+    ``"orthogonal"`` mode (every candidate is seen through query ``i``'s own orthogonal
+    projection, so ``dL/dz_i`` has no component along ``z'_i``), ``s_ij = z_i . p_j`` in
+    ``"full"`` mode. ``r_i(z_i)`` is not re-normalised: when ``z_i`` is close to its anchor its
+    orthogonal part is short, and normalising it would blow its gradient up by
+    ``1 / ||r_i(z_i)||`` (measured: that version wrecks the anchor alignment). A component shared by all proxies adds the
     same amount to a row's logits, so unlike :func:`bridge_loss` this form does not pull ``z``
     towards the proxies' common direction, only towards what tells one proxy from another.
     Rows whose anchors coincide (the same text twice in a batch) are not negatives of each
@@ -137,7 +152,7 @@ def contrastive_bridge_loss(
             p = p.unsqueeze(1)
         if mode == "orthogonal":
             z = _reject(z, a)
-        u = _unit(z)  # [B, d]
+        u = z  # [B, d]: r_i(z_i), not re-normalised
         with torch.no_grad():
             same = (a @ a.T) >= 1 - 1e-6
             same.fill_diagonal_(False)
@@ -178,7 +193,8 @@ def bridge_term(
         anchors: ``[B, d]`` their anchor embeddings ``z'``.
         proxies: ``[B, k, d]`` clean bridge anchors ``g_A(z')`` of the batch.
         config: its ``bridge_weight``, ``bridge_noise``, ``bridge_mode``, ``bridge_loss``
-            (``"cosine"``: :func:`bridge_loss`; ``"contrastive"``:
+            (``"cosine"``: :func:`bridge_loss`; ``"centred"``: the same, batch-centred;
+            ``"contrastive"``:
             :func:`contrastive_bridge_loss` at ``temperature``) and ``seed`` are used.
         step: the global optimiser step (seeds the noise).
     """
@@ -191,7 +207,8 @@ def bridge_term(
         loss = contrastive_bridge_loss(embeddings, anchors, noisy, config.bridge_mode,
                                        config.temperature)
     else:
-        loss = bridge_loss(embeddings, anchors, noisy, config.bridge_mode)
+        loss = bridge_loss(embeddings, anchors, noisy, config.bridge_mode,
+                           centred=config.bridge_loss == "centred")
     return config.bridge_weight * loss
 
 
