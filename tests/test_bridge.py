@@ -350,6 +350,7 @@ def test_cli_train_with_a_bridge(gapdemo, cli_files):
          "--bridge-modality", "a", "--bridge-weight", 0.3, "--bridge-noise", 0.01)
     cfg = json.loads((f / "bundle/modalities/b/config.json").read_text())
     assert cfg["bridge"]["weight"] == 0.3 and cfg["bridge"]["noise"] == 0.01
+    assert cfg["bridge"]["loss"] == "centred"  # the CLI's default form
     assert list(cfg["bridge"]["modalities"]) == ["a"]
     assert "bridge" not in json.loads((f / "bundle/modalities/a/config.json").read_text())
     loaded = tm.TextME.from_pretrained(f / "bundle")
@@ -358,6 +359,10 @@ def test_cli_train_with_a_bridge(gapdemo, cli_files):
     _cli("train", "gapdemo", *common, "--out", f / "other", "--name", "c", "--bridge", f / "bundle")
     cfg = json.loads((f / "other/modalities/c/config.json").read_text())
     assert cfg["bridge"]["weight"] == 0.5 and set(cfg["bridge"]["modalities"]) == {"a", "b"}
+    _cli("train", "gapdemo", *common, "--out", f / "third", "--name", "d", "--bridge", f / "bundle",
+         "--bridge-loss", "cosine", "--bridge-mode", "full")
+    cfg = json.loads((f / "third/modalities/d/config.json").read_text())
+    assert "loss" not in cfg["bridge"] and cfg["bridge"]["mode"] == "full"  # as before the setting
 
 
 def test_cli_bridge_errors_are_one_line_and_write_nothing(gapdemo, cli_files, tmp_path):

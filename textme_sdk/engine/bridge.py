@@ -48,7 +48,7 @@ BridgeMode = Literal["orthogonal", "full"]
 #: The values :attr:`TrainConfig.bridge_mode` accepts.
 BRIDGE_MODES: tuple[str, ...] = ("orthogonal", "full")
 #: The values :attr:`TrainConfig.bridge_loss` accepts.
-BRIDGE_LOSSES: tuple[str, ...] = ("cosine", "centred", "contrastive")
+BRIDGE_LOSSES: tuple[str, ...] = ("cosine", "centred", "angular", "angular-centred", "contrastive")
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -60,12 +60,21 @@ def _reject(v: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
     return v - (v * direction).sum(-1, keepdim=True) * direction
 
 
+def _direction(v: torch.Tensor) -> torch.Tensor:
+    """``v / ||v||`` per row, with the gradient of ``normalize`` scaled back by ``||v||``: the
+    backward pass only removes the radial part (bounded however short ``v`` is)."""
+    n = v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    u = v / n
+    return u.detach() + (u - u.detach()) * n.detach()
+
+
 def bridge_loss(
     embeddings: torch.Tensor,
     anchors: torch.Tensor,
     proxies: torch.Tensor,
     mode: BridgeMode = "orthogonal",
     centred: bool = False,
+    angular: bool = False,
 ) -> torch.Tensor:
     """``L_bridge``: squared distance between ``z`` and the bridge proxy (in float32).
 
@@ -104,6 +113,8 @@ def bridge_loss(
         z, a = z.unsqueeze(1), a.unsqueeze(1)  # [B, 1, d] against [B, k, d]
         if mode == "orthogonal":
             z, p = _reject(z, a), _reject(p, a)
+        if angular:
+            z, p = _direction(z), _unit(p)
         if centred:
             z, p = z - z.mean(0, keepdim=True), p - p.mean(0, keepdim=True)
         return (z - p).pow(2).sum(-1).mean()
@@ -208,7 +219,8 @@ def bridge_term(
                                        config.temperature)
     else:
         loss = bridge_loss(embeddings, anchors, noisy, config.bridge_mode,
-                           centred=config.bridge_loss == "centred")
+                           centred=config.bridge_loss in ("centred", "angular-centred"),
+                           angular=config.bridge_loss in ("angular", "angular-centred"))
     return config.bridge_weight * loss
 
 
