@@ -81,6 +81,24 @@ def test_centred_loss_is_orthogonal_and_blind_to_a_common_shift():
                                (zc[:, None] - pc).pow(2).sum(-1).mean())
 
 
+def test_angular_loss_moves_z_along_the_sphere_and_orthogonally_to_the_anchor():
+    z, a, p = _unit(32, 24, seed=1), _unit(32, 24, seed=2), _unit(32, 24, seed=3)
+    for centred in (False, True):
+        z = z.detach().requires_grad_(True)
+        loss = bridge_loss(z, a, p, "orthogonal", centred=centred, angular=True)
+        loss.backward()
+        assert z.grad.norm() > 1e-3
+        assert (z.grad * a).sum(-1).abs().max() < 1e-6  # not along z'
+        assert (z.grad * z).sum(-1).abs().max() < 1e-6  # nor along z: cos(z, z') is kept
+    # the value is the squared distance of the orthogonal parts' directions
+    r = lambda v: F.normalize(v - (v * a).sum(-1, keepdim=True) * a, dim=-1)  # noqa: E731
+    torch.testing.assert_close(bridge_loss(z.detach(), a, p, "orthogonal", angular=True),
+                               (r(z.detach()) - r(p)).pow(2).sum(-1).mean())
+    cfg = tm.TrainConfig(bridge_weight=1.0, bridge_loss="angular-centred")
+    torch.testing.assert_close(bridge_term(z.detach(), a, p[:, None], cfg, 0),
+                               bridge_loss(z.detach(), a, p, centred=True, angular=True))
+
+
 def test_contrastive_orthogonal_loss_has_zero_gradient_along_the_anchor():
     z, a, p = _unit(32, 24, seed=1), _unit(32, 24, seed=2), _unit(32, 2, 24, seed=3)
     z.requires_grad_(True)

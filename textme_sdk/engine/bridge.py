@@ -12,9 +12,9 @@ public; this is the SDK's reading of it, with text only, like TextME):
   In ``"orthogonal"`` mode both are first stripped of their component along ``z'``
   (``v - (v . z') z'``), so the bridge never pushes along the anchor-alignment direction and
   does not fight the InfoNCE term; ``"full"`` aligns the whole vectors (the ablation).
-  :func:`bridge_loss` is the squared-distance (cosine) form; :func:`contrastive_bridge_loss`
-  is an InfoNCE form in which the batch's other proxies are the negatives
-  (``TrainConfig.bridge_loss``).
+  :func:`bridge_loss` is the squared-distance (cosine) form, optionally on batch-centred
+  vectors and/or on directions only; :func:`contrastive_bridge_loss` is an InfoNCE form in
+  which the batch's other proxies are the negatives (``TrainConfig.bridge_loss``).
 * :func:`bridge_term` is what the trainer adds to its loss: ``lambda * mean_A L_bridge(A)``.
 
 A second lever lives here too: :class:`AnchorRecentring`, the residual modality gap that a
@@ -99,6 +99,10 @@ def bridge_loss(
             is averaged over the ``k`` bridges.
         mode: ``"orthogonal"`` (EmergentBridge) or ``"full"`` (ablation).
         centred: compare batch-centred vectors (``TrainConfig.bridge_loss="centred"``).
+        angular: compare the directions ``r(v) / ||r(v)||`` only (``"angular"`` and
+            ``"angular-centred"``); the gradient is then tangent to the sphere at ``z_i`` as
+            well as orthogonal to ``z'_i``, so ``cos(z_i, z'_i)`` does not change to first
+            order. Applied before the centring.
 
     Returns:
         A scalar tensor, differentiable w.r.t. ``embeddings``.
