@@ -322,7 +322,7 @@ def train_cmd(
     bridge_weight: Optional[float] = typer.Option(None, help="Weight lambda of the bridge term (default 0.5 with --bridge)."),
     bridge_noise: float = typer.Option(0.0, help="Noise std of the bridge anchor."),
     bridge_mode: str = typer.Option("orthogonal", help="orthogonal (EmergentBridge) or full (ablation)."),
-    bridge_loss: str = typer.Option("centred", help="Form of the bridge term: centred, cosine or contrastive (docs: bridging)."),
+    bridge_loss: str = typer.Option("centred", help="Form of the bridge term: centred, cosine, contrastive, angular or angular-centred (docs: bridging)."),
 ) -> None:
     """Compute offsets, train a projector on text only, and write (or extend) a bundle."""
     import textme_sdk as tm
