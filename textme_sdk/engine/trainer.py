@@ -84,8 +84,9 @@ class TrainConfig:
         bridge_noise: std of the Gaussian noise added per coordinate to the bridge anchor.
         bridge_mode: ``"orthogonal"`` (align only orthogonally to ``z'``) or ``"full"``.
         bridge_loss: ``"cosine"`` (squared distance to the proxy), ``"centred"`` (the same on
-            batch-centred vectors) or ``"contrastive"`` (InfoNCE against the batch's proxies);
-            left out of :meth:`to_dict` at its default.
+            batch-centred vectors), ``"angular"`` / ``"angular-centred"`` (on the directions of
+            the orthogonal parts) or ``"contrastive"`` (InfoNCE against the batch's proxies);
+            left out of :meth:`to_dict` at its default (:mod:`textme_sdk.engine.bridge`).
         device: ``None`` = CUDA when available.
 
     Every field is checked (:meth:`validate`) when the config is built and again before
