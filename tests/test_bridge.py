@@ -10,7 +10,13 @@ import torch
 from torch.nn import functional as F
 
 import textme_sdk as tm
-from textme_sdk.engine.bridge import AnchorRecentring, BridgeMapping, bridge_loss, bridge_term
+from textme_sdk.engine.bridge import (
+    AnchorRecentring,
+    BridgeMapping,
+    bridge_loss,
+    bridge_term,
+    contrastive_bridge_loss,
+)
 from textme_sdk.engine.trainer import fit_projector
 from textme_sdk.training import resolve_bridge
 
@@ -48,6 +54,104 @@ def test_full_mode_pulls_along_the_anchor_too():
     torch.testing.assert_close(loss, (2 - 2 * (z * p).sum(-1)).mean())
 
 
+def test_centred_loss_is_orthogonal_and_blind_to_a_common_shift():
+    z, a, p = _unit(32, 24, seed=1), _unit(32, 24, seed=2), _unit(32, 2, 24, seed=3)
+    z.requires_grad_(True)
+    bridge_loss(z, a, p, "orthogonal", centred=True).backward()
+    assert z.grad.norm() > 1e-3
+    assert (z.grad * a).sum(-1).abs().max() < 1e-7
+    eps = 1e-2
+    with torch.no_grad():
+        plus = bridge_loss(z + eps * a, a, p, "orthogonal", centred=True)
+        minus = bridge_loss(z - eps * a, a, p, "orthogonal", centred=True)
+    assert abs((plus - minus).item()) / (2 * eps) < 1e-5
+    # full mode: the per-sample pulls sum to zero, and moving every z by one vector changes
+    # nothing (the uncentred form does change)
+    z.grad = None
+    bridge_loss(z, a, p, "full", centred=True).backward()
+    assert z.grad.norm() > 1e-3 and z.grad.sum(0).abs().max() < 1e-6
+    shift = 0.3 * _unit(1, 24, seed=5)
+    with torch.no_grad():
+        torch.testing.assert_close(bridge_loss(z + shift, a, p, "full", centred=True),
+                                   bridge_loss(z, a, p, "full", centred=True))
+        assert abs((bridge_loss(z + shift, a, p, "full") - bridge_loss(z, a, p, "full")).item()) > 1e-3
+    # and it is the uncentred loss of the centred vectors
+    zc, pc = z.detach() - z.detach().mean(0), p - p.mean(0)
+    torch.testing.assert_close(bridge_loss(z, a, p, "full", centred=True),
+                               (zc[:, None] - pc).pow(2).sum(-1).mean())
+
+
+def test_angular_loss_moves_z_along_the_sphere_and_orthogonally_to_the_anchor():
+    z, a, p = _unit(32, 24, seed=1), _unit(32, 24, seed=2), _unit(32, 24, seed=3)
+    for centred in (False, True):
+        z = z.detach().requires_grad_(True)
+        loss = bridge_loss(z, a, p, "orthogonal", centred=centred, angular=True)
+        loss.backward()
+        assert z.grad.norm() > 1e-3
+        assert (z.grad * a).sum(-1).abs().max() < 1e-6  # not along z'
+        assert (z.grad * z).sum(-1).abs().max() < 1e-6  # nor along z: cos(z, z') is kept
+    # the value is the squared distance of the orthogonal parts' directions
+    r = lambda v: F.normalize(v - (v * a).sum(-1, keepdim=True) * a, dim=-1)  # noqa: E731
+    torch.testing.assert_close(bridge_loss(z.detach(), a, p, "orthogonal", angular=True),
+                               (r(z.detach()) - r(p)).pow(2).sum(-1).mean())
+    cfg = tm.TrainConfig(bridge_weight=1.0, bridge_loss="angular-centred")
+    torch.testing.assert_close(bridge_term(z.detach(), a, p[:, None], cfg, 0),
+                               bridge_loss(z.detach(), a, p, centred=True, angular=True))
+
+
+def test_contrastive_orthogonal_loss_has_zero_gradient_along_the_anchor():
+    z, a, p = _unit(32, 24, seed=1), _unit(32, 24, seed=2), _unit(32, 2, 24, seed=3)
+    z.requires_grad_(True)
+    contrastive_bridge_loss(z, a, p, "orthogonal").backward()
+    assert z.grad.norm() > 1e-3
+    assert (z.grad * a).sum(-1).abs().max() < 1e-6
+    eps = 1e-2
+    with torch.no_grad():
+        base = contrastive_bridge_loss(z, a, p, "orthogonal")
+        plus = contrastive_bridge_loss(z + eps * a, a, p, "orthogonal")
+        minus = contrastive_bridge_loss(z - eps * a, a, p, "orthogonal")
+        down = contrastive_bridge_loss(z - eps * F.normalize(z.grad, dim=-1), a, p, "orthogonal")
+    assert abs((plus - minus).item()) / (2 * eps) < 1e-4
+    assert (base - down).item() > 1e-3  # while a step against the gradient does lower it
+
+
+def test_contrastive_loss_matches_the_explicit_projection_and_ignores_a_shared_shift():
+    z, a, p = _unit(16, 12, seed=1), _unit(16, 12, seed=2), _unit(16, 12, seed=3)
+    tau = 0.1
+    # the definition, with an explicit [B, B, d] projection of every proxy by each query's anchor
+    u = z - (z * a).sum(-1, keepdim=True) * a
+    r = p[None] - (p[None] * a[:, None]).sum(-1, keepdim=True) * a[:, None]
+    s = (u[:, None] * F.normalize(r, dim=-1)).sum(-1) / tau
+    want = (torch.logsumexp(s, 1) - s.diagonal()).mean()
+    torch.testing.assert_close(contrastive_bridge_loss(z, a, p, "orthogonal", tau), want)
+    s_full = z @ p.T / tau
+    torch.testing.assert_close(contrastive_bridge_loss(z, a, p, "full", tau),
+                               (torch.logsumexp(s_full, 1) - s_full.diagonal()).mean())
+    # proxies that are all one vector tell no text from another: no pull at all (the cosine
+    # form pulls every z towards that common vector)
+    common = _unit(1, 12, seed=9).expand(16, 12)
+    for mode in ("orthogonal", "full"):
+        z.requires_grad_(True)
+        loss = contrastive_bridge_loss(z, a, common, mode, tau)
+        loss.backward()
+        torch.testing.assert_close(loss, torch.tensor(float(np.log(16))))
+        assert z.grad.abs().max() < 1e-5
+        z.grad = None
+        bridge_loss(z, a, common, mode).backward()
+        assert z.grad.abs().max() > 1e-3
+        z = z.detach()
+
+
+def test_contrastive_loss_does_not_count_a_repeated_text_as_a_negative():
+    z, a, p = _unit(8, 12, seed=1), _unit(8, 12, seed=2), _unit(8, 12, seed=3)
+    a2, p2 = a.clone(), p.clone()
+    a2[1], p2[1] = a2[0], p2[0]  # text 0 appears twice in the batch
+    loss = contrastive_bridge_loss(z, a2, p2, "full", 0.1)
+    s = z @ p2.T / 0.1
+    s[0, 1] = s[1, 0] = float("-inf")
+    torch.testing.assert_close(loss, (torch.logsumexp(s, 1) - s.diagonal()).mean())
+
+
 def test_bridge_term_noise_is_seeded_by_step():
     z, a, p = _unit(8, 16, seed=1), _unit(8, 16, seed=2), _unit(8, 1, 16, seed=3)
     cfg = tm.TrainConfig(bridge_weight=2.0, bridge_noise=0.1)
@@ -55,6 +159,12 @@ def test_bridge_term_noise_is_seeded_by_step():
     assert not torch.equal(bridge_term(z, a, p, cfg, 5), bridge_term(z, a, p, cfg, 6))
     clean = tm.TrainConfig(bridge_weight=2.0)
     torch.testing.assert_close(bridge_term(z, a, p, clean, 5), 2.0 * bridge_loss(z, a, p))
+    centred = tm.TrainConfig(bridge_weight=2.0, bridge_loss="centred")
+    torch.testing.assert_close(bridge_term(z, a, p, centred, 5),
+                               2.0 * bridge_loss(z, a, p, centred=True))
+    nce = tm.TrainConfig(bridge_weight=2.0, bridge_loss="contrastive", temperature=0.2)
+    torch.testing.assert_close(bridge_term(z, a, p, nce, 5),
+                               2.0 * contrastive_bridge_loss(z, a, p, "orthogonal", 0.2))
 
 
 def test_mapping_fit_recovers_an_affine_map():
@@ -79,7 +189,7 @@ def test_recentring_moves_the_modal_centroid_onto_the_text_one():
 # ----------------------------------------------------------------------------- the config
 def test_config_fields_are_validated_and_plain_dicts_keep_their_keys():
     for bad in (dict(bridge_weight=-1), dict(bridge_weight=float("nan")), dict(bridge_noise=-0.1),
-                dict(bridge_mode="sideways")):
+                dict(bridge_mode="sideways"), dict(bridge_loss="hinge")):
         with pytest.raises(tm.InvalidInputError, match="bridge_"):
             tm.TrainConfig(**bad)
     plain = tm.TrainConfig().to_dict()
@@ -88,6 +198,10 @@ def test_config_fields_are_validated_and_plain_dicts_keep_their_keys():
     bridged = tm.TrainConfig(bridge_weight=0.5, bridge_mode="full").to_dict()
     assert bridged["bridge_weight"] == 0.5 and bridged["bridge_mode"] == "full"
     assert tm.TrainConfig.from_dict(bridged) == tm.TrainConfig(bridge_weight=0.5, bridge_mode="full")
+    assert "bridge_loss" not in bridged  # bridged runs of before the setting keep their keys
+    nce = tm.TrainConfig(bridge_weight=0.5, bridge_loss="contrastive")
+    assert nce.to_dict()["bridge_loss"] == "contrastive"
+    assert tm.TrainConfig.from_dict(nce.to_dict()) == nce
 
 
 def _data(n=300, d_in=12, d_out=16):
@@ -254,6 +368,7 @@ def test_cli_train_with_a_bridge(gapdemo, cli_files):
          "--bridge-modality", "a", "--bridge-weight", 0.3, "--bridge-noise", 0.01)
     cfg = json.loads((f / "bundle/modalities/b/config.json").read_text())
     assert cfg["bridge"]["weight"] == 0.3 and cfg["bridge"]["noise"] == 0.01
+    assert cfg["bridge"]["loss"] == "centred"  # the CLI's default form
     assert list(cfg["bridge"]["modalities"]) == ["a"]
     assert "bridge" not in json.loads((f / "bundle/modalities/a/config.json").read_text())
     loaded = tm.TextME.from_pretrained(f / "bundle")
@@ -262,6 +377,10 @@ def test_cli_train_with_a_bridge(gapdemo, cli_files):
     _cli("train", "gapdemo", *common, "--out", f / "other", "--name", "c", "--bridge", f / "bundle")
     cfg = json.loads((f / "other/modalities/c/config.json").read_text())
     assert cfg["bridge"]["weight"] == 0.5 and set(cfg["bridge"]["modalities"]) == {"a", "b"}
+    _cli("train", "gapdemo", *common, "--out", f / "third", "--name", "d", "--bridge", f / "bundle",
+         "--bridge-loss", "cosine", "--bridge-mode", "full")
+    cfg = json.loads((f / "third/modalities/d/config.json").read_text())
+    assert "loss" not in cfg["bridge"] and cfg["bridge"]["mode"] == "full"  # as before the setting
 
 
 def test_cli_bridge_errors_are_one_line_and_write_nothing(gapdemo, cli_files, tmp_path):

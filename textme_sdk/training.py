@@ -234,7 +234,9 @@ def train_projector(
     if mappings:
         projector.bridges = mappings  # type: ignore[attr-defined]
         projector.bridge_info = {"weight": config.bridge_weight,  # type: ignore[attr-defined]
-                                 "noise": config.bridge_noise, "mode": config.bridge_mode}
+                                 "noise": config.bridge_noise, "mode": config.bridge_mode,
+                                 **({"loss": config.bridge_loss}
+                                    if config.bridge_loss != "cosine" else {})}
     return projector
 
 

@@ -322,6 +322,7 @@ def train_cmd(
     bridge_weight: Optional[float] = typer.Option(None, help="Weight lambda of the bridge term (default 0.5 with --bridge)."),
     bridge_noise: float = typer.Option(0.0, help="Noise std of the bridge anchor."),
     bridge_mode: str = typer.Option("orthogonal", help="orthogonal (EmergentBridge) or full (ablation)."),
+    bridge_loss: str = typer.Option("centred", help="Form of the bridge term: centred, cosine, contrastive, angular or angular-centred (docs: bridging)."),
 ) -> None:
     """Compute offsets, train a projector on text only, and write (or extend) a bundle."""
     import textme_sdk as tm
@@ -336,7 +337,8 @@ def train_cmd(
     cfg = tm.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                          hidden_dim=hidden_dim, input_noise=input_noise,
                          bridge_weight=(0.5 if bridge_weight is None else bridge_weight) if bridge else 0.0,
-                         bridge_noise=bridge_noise, bridge_mode=bridge_mode)
+                         bridge_noise=bridge_noise, bridge_mode=bridge_mode,
+                         bridge_loss=bridge_loss if bridge else "cosine")
     extend = check_bundle_out(out)
     if inputs is None and offsets is None and not no_offsets:
         raise InvalidInputError("pass --inputs (unpaired modal samples), --offsets FILE or "

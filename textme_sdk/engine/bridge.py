@@ -12,6 +12,9 @@ public; this is the SDK's reading of it, with text only, like TextME):
   In ``"orthogonal"`` mode both are first stripped of their component along ``z'``
   (``v - (v . z') z'``), so the bridge never pushes along the anchor-alignment direction and
   does not fight the InfoNCE term; ``"full"`` aligns the whole vectors (the ablation).
+  :func:`bridge_loss` is the squared-distance (cosine) form, optionally on batch-centred
+  vectors and/or on directions only; :func:`contrastive_bridge_loss` is an InfoNCE form in
+  which the batch's other proxies are the negatives (``TrainConfig.bridge_loss``).
 * :func:`bridge_term` is what the trainer adds to its loss: ``lambda * mean_A L_bridge(A)``.
 
 A second lever lives here too: :class:`AnchorRecentring`, the residual modality gap that a
@@ -31,17 +34,21 @@ if TYPE_CHECKING:
     from .trainer import TrainConfig
 
 __all__ = [
+    "BRIDGE_LOSSES",
     "BRIDGE_MODES",
     "AnchorRecentring",
     "BridgeMapping",
     "bridge_loss",
     "bridge_term",
+    "contrastive_bridge_loss",
     "noisy_proxy",
 ]
 
 BridgeMode = Literal["orthogonal", "full"]
 #: The values :attr:`TrainConfig.bridge_mode` accepts.
 BRIDGE_MODES: tuple[str, ...] = ("orthogonal", "full")
+#: The values :attr:`TrainConfig.bridge_loss` accepts.
+BRIDGE_LOSSES: tuple[str, ...] = ("cosine", "centred", "angular", "angular-centred", "contrastive")
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -53,11 +60,21 @@ def _reject(v: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
     return v - (v * direction).sum(-1, keepdim=True) * direction
 
 
+def _direction(v: torch.Tensor) -> torch.Tensor:
+    """``v / ||v||`` per row, with the gradient of ``normalize`` scaled back by ``||v||``: the
+    backward pass only removes the radial part (bounded however short ``v`` is)."""
+    n = v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    u = v / n
+    return u.detach() + (u - u.detach()) * n.detach()
+
+
 def bridge_loss(
     embeddings: torch.Tensor,
     anchors: torch.Tensor,
     proxies: torch.Tensor,
     mode: BridgeMode = "orthogonal",
+    centred: bool = False,
+    angular: bool = False,
 ) -> torch.Tensor:
     """``L_bridge``: squared distance between ``z`` and the bridge proxy (in float32).
 
@@ -66,6 +83,14 @@ def bridge_loss(
     component along ``z'_i`` (the InfoNCE term alone decides how far ``z`` moves towards its
     anchor); ``r(v) = v`` in ``"full"`` mode (``= 2 - 2 cos(z_i, p_i)`` for unit ``z_i``).
 
+    ``centred=True`` subtracts the batch means first:
+    ``L = mean_i ||(r(z_i) - mean_j r(z_j)) - (r(p_i) - mean_j r(p_j))||^2``. The bridge then
+    only aligns how the texts differ from one another, never their common direction: the
+    per-sample gradients sum to zero, so it cannot shift all of ``z`` towards the proxies'
+    centroid (what the uncentred form does; in the reference world that common shift is what
+    lowers retrieval *from* the bridged modality). Orthogonality is kept: ``dL/dz_i`` is
+    ``r_i`` applied to the centred residual.
+
     Args:
         embeddings: ``[B, d]`` projected embeddings ``z``, unit rows as the projector returns
             them (not re-normalised here, so the gradient is exactly the one above).
@@ -73,6 +98,11 @@ def bridge_loss(
         proxies: ``[B, d]`` or ``[B, k, d]`` bridge anchors (one per bridge modality); the loss
             is averaged over the ``k`` bridges.
         mode: ``"orthogonal"`` (EmergentBridge) or ``"full"`` (ablation).
+        centred: compare batch-centred vectors (``TrainConfig.bridge_loss="centred"``).
+        angular: compare the directions ``r(v) / ||r(v)||`` only (``"angular"`` and
+            ``"angular-centred"``); the gradient is then tangent to the sphere at ``z_i`` as
+            well as orthogonal to ``z'_i``, so ``cos(z_i, z'_i)`` does not change to first
+            order. Applied before the centring.
 
     Returns:
         A scalar tensor, differentiable w.r.t. ``embeddings``.
@@ -87,7 +117,70 @@ def bridge_loss(
         z, a = z.unsqueeze(1), a.unsqueeze(1)  # [B, 1, d] against [B, k, d]
         if mode == "orthogonal":
             z, p = _reject(z, a), _reject(p, a)
+        if angular:
+            z, p = _direction(z), _unit(p)
+        if centred:
+            z, p = z - z.mean(0, keepdim=True), p - p.mean(0, keepdim=True)
         return (z - p).pow(2).sum(-1).mean()
+
+
+def contrastive_bridge_loss(
+    embeddings: torch.Tensor,
+    anchors: torch.Tensor,
+    proxies: torch.Tensor,
+    mode: BridgeMode = "orthogonal",
+    temperature: float = 0.07,
+) -> torch.Tensor:
+    """``L_bridge`` as an InfoNCE over the batch (in float32): proxy ``p_i`` is the positive of
+    ``z_i`` and the other texts' proxies ``p_j`` are its negatives.
+
+    ``L = mean_i [logsumexp_j(s_ij / tau) - s_ii / tau]`` with
+    ``s_ij = r_i(z_i) . r_i(p_j) / ||r_i(p_j)||`` and ``r_i(v) = v - (v . a_i) a_i`` in
+    ``"orthogonal"`` mode (every candidate is seen through query ``i``'s own orthogonal
+    projection, so ``dL/dz_i`` has no component along ``z'_i``), ``s_ij = z_i . p_j`` in
+    ``"full"`` mode. ``r_i(z_i)`` is not re-normalised: when ``z_i`` is close to its anchor its
+    orthogonal part is short, and normalising it would blow its gradient up by
+    ``1 / ||r_i(z_i)||`` (measured: that version wrecks the anchor alignment). A component shared by all proxies adds the
+    same amount to a row's logits, so unlike :func:`bridge_loss` this form does not pull ``z``
+    towards the proxies' common direction, only towards what tells one proxy from another.
+    Rows whose anchors coincide (the same text twice in a batch) are not negatives of each
+    other. Computed without a ``[B, B, d]`` temporary: for unit ``p_j``,
+    ``r_i(p_j) . r_i(z_i) = p_j . r_i(z_i)`` and ``||r_i(p_j)||^2 = 1 - (p_j . a_i)^2``.
+
+    Args:
+        embeddings: ``[B, d]`` projected embeddings ``z``.
+        anchors: ``[B, d]`` anchor embeddings ``z'`` of the same texts.
+        proxies: ``[B, d]`` or ``[B, k, d]`` bridge anchors; the loss is averaged over the ``k``
+            bridges (each bridge's negatives are its own proxies).
+        mode: ``"orthogonal"`` (EmergentBridge) or ``"full"`` (ablation).
+        temperature: softmax temperature ``tau``.
+
+    Returns:
+        A scalar tensor, differentiable w.r.t. ``embeddings``.
+    """
+    if mode not in BRIDGE_MODES:
+        raise ValueError(f"mode must be one of {BRIDGE_MODES}, got {mode!r}")
+    with torch.autocast(device_type=embeddings.device.type, enabled=False):
+        z, a = embeddings.float(), _unit(anchors)
+        p = _unit(proxies)
+        if p.ndim == 2:
+            p = p.unsqueeze(1)
+        if mode == "orthogonal":
+            z = _reject(z, a)
+        u = z  # [B, d]: r_i(z_i), not re-normalised
+        with torch.no_grad():
+            same = (a @ a.T) >= 1 - 1e-6
+            same.fill_diagonal_(False)
+        losses = []
+        for k in range(p.shape[1]):
+            pk = p[:, k]  # [B, d]
+            sim = u @ pk.T  # [B, B]: u_i . p_j
+            if mode == "orthogonal":
+                along = a @ pk.T  # a_i . p_j
+                sim = sim * torch.rsqrt((1 - along.pow(2)).clamp_min(1e-6))
+            logits = (sim / temperature).masked_fill(same, float("-inf"))
+            losses.append((torch.logsumexp(logits, dim=1) - logits.diagonal()).mean())
+        return torch.stack(losses).mean()
 
 
 def noisy_proxy(clean: torch.Tensor, noise: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -114,7 +207,10 @@ def bridge_term(
         embeddings: ``[B, d]`` projected embeddings of the batch.
         anchors: ``[B, d]`` their anchor embeddings ``z'``.
         proxies: ``[B, k, d]`` clean bridge anchors ``g_A(z')`` of the batch.
-        config: its ``bridge_weight``, ``bridge_noise``, ``bridge_mode`` and ``seed`` are used.
+        config: its ``bridge_weight``, ``bridge_noise``, ``bridge_mode``, ``bridge_loss``
+            (``"cosine"``: :func:`bridge_loss`; ``"centred"``: the same, batch-centred;
+            ``"contrastive"``:
+            :func:`contrastive_bridge_loss` at ``temperature``) and ``seed`` are used.
         step: the global optimiser step (seeds the noise).
     """
     gen = None
@@ -122,7 +218,14 @@ def bridge_term(
         gen = torch.Generator(device=proxies.device).manual_seed(
             config.seed * 2_000_003 + step + 7)
     noisy = noisy_proxy(proxies, config.bridge_noise, gen)
-    return config.bridge_weight * bridge_loss(embeddings, anchors, noisy, config.bridge_mode)
+    if config.bridge_loss == "contrastive":
+        loss = contrastive_bridge_loss(embeddings, anchors, noisy, config.bridge_mode,
+                                       config.temperature)
+    else:
+        loss = bridge_loss(embeddings, anchors, noisy, config.bridge_mode,
+                           centred=config.bridge_loss in ("centred", "angular-centred"),
+                           angular=config.bridge_loss in ("angular", "angular-centred"))
+    return config.bridge_weight * loss
 
 
 # ----------------------------------------------------------------------------- g_A

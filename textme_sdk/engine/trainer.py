@@ -35,7 +35,7 @@ from ..errors import (
     TrainingDivergedError,
     TrainingInterrupted,
 )
-from .bridge import BRIDGE_MODES, bridge_term
+from .bridge import BRIDGE_LOSSES, BRIDGE_MODES, bridge_term
 from .cache import atomic_save
 from .losses import hard_negative_infonce
 from .numerics import all_finite, nonfinite_rows
@@ -84,6 +84,10 @@ class TrainConfig:
             0 = plain TextME (the bridge code never runs).
         bridge_noise: std of the Gaussian noise added per coordinate to the bridge anchor.
         bridge_mode: ``"orthogonal"`` (align only orthogonally to ``z'``) or ``"full"``.
+        bridge_loss: ``"cosine"`` (squared distance to the proxy), ``"centred"`` (the same on
+            batch-centred vectors), ``"angular"`` / ``"angular-centred"`` (on the directions of
+            the orthogonal parts) or ``"contrastive"`` (InfoNCE against the batch's proxies);
+            left out of :meth:`to_dict` at its default (:mod:`textme_sdk.engine.bridge`).
         device: ``None`` = CUDA when available.
 
     Every field is checked (:meth:`validate`) when the config is built and again before
@@ -114,6 +118,7 @@ class TrainConfig:
     bridge_weight: float = 0.0
     bridge_noise: float = 0.0
     bridge_mode: str = "orthogonal"
+    bridge_loss: str = "cosine"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -174,6 +179,8 @@ class TrainConfig:
         number("bridge_noise", 0, rule="a finite number >= 0")
         if self.bridge_mode not in BRIDGE_MODES:
             raise bad("bridge_mode", " or ".join(repr(m) for m in BRIDGE_MODES))
+        if self.bridge_loss not in BRIDGE_LOSSES:
+            raise bad("bridge_loss", " or ".join(repr(m) for m in BRIDGE_LOSSES))
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -185,6 +192,8 @@ class TrainConfig:
             for k in _BRIDGE_FIELDS:
                 if d[k] == _BRIDGE_DEFAULTS[k]:
                     del d[k]
+        if d["bridge_loss"] == _BRIDGE_LOSS_DEFAULT:  # a later field: keys of older runs stay
+            del d["bridge_loss"]
         return d
 
     @classmethod
@@ -202,6 +211,7 @@ class TrainConfig:
 
 _BRIDGE_FIELDS = ("bridge_weight", "bridge_noise", "bridge_mode")
 _BRIDGE_DEFAULTS = {k: TrainConfig.__dataclass_fields__[k].default for k in _BRIDGE_FIELDS}
+_BRIDGE_LOSS_DEFAULT = TrainConfig.__dataclass_fields__["bridge_loss"].default
 
 
 @dataclass

@@ -3,7 +3,9 @@
 The reference world has two modalities that never meet: images and sounds, each with its own
 small contrastive encoder. Plain TextME trains each projector towards the anchor alone; here
 the audio projector is also trained with the image modality as a *bridge*
-(:mod:`textme_sdk.engine.bridge`), in the orthogonal mode and in the full mode (ablation), and
+(:mod:`textme_sdk.engine.bridge`), and (``both_ways``, the default) the image projector with
+the audio modality, each through the other's plain projector, in the orthogonal mode and in
+the full mode (ablation), and
 both modalities can have their residual gap in the anchor space removed
 (:func:`textme_sdk.fit_recentring`). Everything goes through textme-sdk's public API
 (``compute_offsets``, ``train_projector(..., bridge=...)``, ``fit_recentring``, ``TextME``).
@@ -14,8 +16,8 @@ Data, per seed ``s`` (the demo's own streams, so the plain row is the demo's mod
 * training texts: the demo's caption corpus (texts only, for both the plain and bridged runs);
 * **test** (the reported numbers): the first ``eval_items`` of the ``"eval"`` stream of seed
   ``s``, exactly the demo's held-out items;
-* **validation** (to choose ``lambda`` and the noise): the next ``eval_items`` items of the
-  same stream (disjoint from the test items), seed 0 only.
+* **validation** (to choose the form of ``L_bridge``, ``lambda`` and the noise): the next
+  ``eval_items`` items of the same stream (disjoint from the test items), seed 0 only.
 """
 
 from __future__ import annotations
@@ -46,15 +48,18 @@ from textme_sdk.evaluation import (
 from . import world
 from .demo import DemoConfig, _projector
 
-__all__ = ["BridgeStudyConfig", "VARIANTS", "run_bridge_study", "format_bridge_table", "tune_bridge",
+__all__ = ["BridgeStudyConfig", "VARIANTS", "run_bridge_study", "format_bridge_table", "tune_bridge", "sweep_bridge", "asymmetry",
            "residual_gap"]
 
 #: The rows of the table.
 VARIANTS = ("plain", "orthogonal", "full", "recentring", "both")
 
-#: ``lambda`` and noise chosen on the validation split (see docs/bridging.md).
-DEFAULT_BRIDGE_WEIGHT = 0.5
-DEFAULT_BRIDGE_NOISE = 0.05
+#: The form of ``L_bridge``, ``lambda`` and noise chosen on the validation split (see
+#: docs/bridging.md).
+DEFAULT_BRIDGE_LOSS = "centred"
+DEFAULT_BRIDGE_WEIGHT = 1.0
+DEFAULT_BRIDGE_NOISE = 0.1
+DEFAULT_BOTH_WAYS = True
 
 
 @dataclass
@@ -65,6 +70,10 @@ class BridgeStudyConfig:
         seeds: world seeds (each trains its own projectors).
         bridged: the modality trained with a bridge; ``through``: the bridge modality.
         bridge_weight, bridge_noise: ``lambda`` and the proxy noise of both bridge rows.
+        bridge_loss: the form of ``L_bridge`` (:attr:`TrainConfig.bridge_loss`) of both rows.
+        both_ways: also train ``through``'s projector again with ``bridged`` as its bridge
+            (each bridged through the *plain* projector of the other), instead of retraining
+            ``bridged`` alone.
         split: ``"test"`` (reported) or ``"validation"`` (model selection).
         demo: the scale (texts, epochs, offsets samples, held-out items...) of the demo.
         variants: which rows to compute.
@@ -77,6 +86,8 @@ class BridgeStudyConfig:
     through: str = "image"
     bridge_weight: float = DEFAULT_BRIDGE_WEIGHT
     bridge_noise: float = DEFAULT_BRIDGE_NOISE
+    bridge_loss: str = DEFAULT_BRIDGE_LOSS
+    both_ways: bool = DEFAULT_BOTH_WAYS
     split: Literal["test", "validation"] = "test"
     demo: DemoConfig = field(default_factory=lambda: DemoConfig(out_dir=None, plots=False))
     variants: tuple[str, ...] = VARIANTS
@@ -174,16 +185,26 @@ def _seed_rows(seed: int, cfg: BridgeStudyConfig, anchor, log: Callable[[str], N
         rows["plain"] = _metrics(plain, data)
     b = parts[cfg.bridged]
 
-    def bridged(mode: str, weight: float, noise: float):
-        tcfg = _train_config(cfg, seed, bridge_weight=weight, bridge_noise=noise, bridge_mode=mode)
-        return train_projector(b["encoder"], anchor, b["texts"], b["offsets"], tcfg, bridge=plain,
-                               bridge_modalities=[cfg.through])
+    def bridged(mode: str, weight: float, noise: float, loss: str, both_ways: bool,
+                fit: str = "trained") -> dict[str, Any]:
+        """The retrained projector(s), by modality; each bridged through the plain model."""
+        tcfg = _train_config(cfg, seed, bridge_weight=weight, bridge_noise=noise, bridge_mode=mode,
+                             bridge_loss=loss)
+        pairs = [(cfg.bridged, cfg.through)] + ([(cfg.through, cfg.bridged)] if both_ways else [])
+        if fit == "trained":  # g_A fitted on the trained modality's texts (train_projector)
+            return {m: train_projector(parts[m]["encoder"], anchor, parts[m]["texts"],
+                                       parts[m]["offsets"], tcfg, bridge=plain,
+                                       bridge_modalities=[other])
+                    for m, other in pairs}
+        return {m: _fit_on_other_texts(parts, m, other, plain, anchor, tcfg, fit) for m, other in pairs}
 
-    if settings is not None:  # validation sweep of the orthogonal bridge
-        for weight, noise in settings:
-            model = _model(anchor, parts, {cfg.bridged: bridged("orthogonal", weight, noise)})
-            rows[f"orthogonal w={weight:g} noise={noise:g}"] = _metrics(model, data)
-            log(f"[seed {seed}] w={weight:g} noise={noise:g}: {_short(rows, -1)}")
+    if settings is not None:  # validation sweep
+        for loss, mode, weight, noise, both_ways, fit in settings:
+            model = _model(anchor, parts, bridged(mode, weight, noise, loss, both_ways, fit))
+            name = (f"{mode} {loss} w={weight:g} noise={noise:g}" + (" both ways" if both_ways else "")
+                    + ("" if fit == "trained" else f" g fitted on {fit} texts"))
+            rows[name] = _metrics(model, data)
+            log(f"[seed {seed}] {name}: {_short(rows, -1)}")
         if "recentring" in cfg.variants:
             rows["recentring"] = _metrics(_recentred(anchor, parts, {})[0], data)
             log(f"[seed {seed}] recentring: {_short(rows, -1)}")
@@ -191,15 +212,16 @@ def _seed_rows(seed: int, cfg: BridgeStudyConfig, anchor, log: Callable[[str], N
     trained = {}
     for mode in ("orthogonal", "full"):
         if mode in cfg.variants or (mode == "orthogonal" and "both" in cfg.variants):
-            trained[mode] = bridged(mode, cfg.bridge_weight, cfg.bridge_noise)
+            trained[mode] = bridged(mode, cfg.bridge_weight, cfg.bridge_noise, cfg.bridge_loss,
+                                    cfg.both_ways)
             if mode in cfg.variants:
-                rows[mode] = _metrics(_model(anchor, parts, {cfg.bridged: trained[mode]}), data)
+                rows[mode] = _metrics(_model(anchor, parts, trained[mode]), data)
     if "recentring" in cfg.variants:
         model, fitted = _recentred(anchor, parts, {})
         rows["recentring"] = _metrics(model, data)
         rows["recentring"].update({f"{m} residual gap": r.gap for m, r in fitted.items()})
     if "both" in cfg.variants:
-        model, _ = _recentred(anchor, parts, {cfg.bridged: trained["orthogonal"]})
+        model, _ = _recentred(anchor, parts, trained["orthogonal"])
         rows["both"] = _metrics(model, data)
     log(f"[seed {seed}] {len(rows)} rows in {time.perf_counter() - t0:.0f}s")
     return rows
@@ -217,6 +239,7 @@ def run_bridge_study(cfg: BridgeStudyConfig | None = None,
     anchor = get_anchor(cfg.demo.anchor)
     results = {"config": {"seeds": list(cfg.seeds), "bridged": cfg.bridged, "through": cfg.through,
                           "bridge_weight": cfg.bridge_weight, "bridge_noise": cfg.bridge_noise,
+                          "bridge_loss": cfg.bridge_loss, "both_ways": cfg.both_ways,
                           "split": cfg.split, "train_texts": cfg.demo.train_texts,
                           "epochs": cfg.demo.epochs, "eval_items": cfg.demo.eval_items},
                "seeds": {}}
@@ -226,14 +249,53 @@ def run_bridge_study(cfg: BridgeStudyConfig | None = None,
 
 
 def tune_bridge(weights: tuple[float, ...], noises: tuple[float, ...], cfg: BridgeStudyConfig | None = None,
-                log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Sweep ``lambda`` x noise of the orthogonal bridge on the validation split (seed 0),
-    beside plain TextME and the re-centring."""
+                log: Callable[[str], None] = print, losses: tuple[str, ...] = ("cosine",),
+                modes: tuple[str, ...] = ("orthogonal",),
+                both_ways: tuple[bool, ...] = (False,)) -> dict[str, Any]:
+    """Sweep form x mode x ``lambda`` x noise x direction of the bridge on the validation
+    split (first seed of ``cfg``), beside plain TextME and the re-centring."""
     cfg = dataclasses.replace(cfg or BridgeStudyConfig(), split="validation",
                               variants=("plain", "recentring"))
     anchor = get_anchor(cfg.demo.anchor)
-    settings = [(w, n) for w in weights for n in noises]
+    settings = [(loss, m, w, n, bw, "trained") for bw in both_ways for loss in losses for m in modes
+                for w in weights for n in noises]
     return {"seed": cfg.seeds[0], "rows": _seed_rows(cfg.seeds[0], cfg, anchor, log, settings)}
+
+
+def sweep_bridge(specs: list[str], cfg: BridgeStudyConfig | None = None,
+                 log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Validation rows (first seed of ``cfg``) for settings written ``form:mode:lambda:noise``
+    with optional ``:both`` (both ways) and ``:fit=own`` / ``:fit=both`` (``g_A`` fitted on
+    the bridge modality's own training texts, or on both modalities' ones, instead of the
+    trained modality's), e.g. ``"centred:full:1:0.1:both"``. Plain TextME and the
+    re-centring come with them."""
+    settings = []
+    for spec in specs:
+        loss, mode, weight, noise, *rest = spec.split(":")
+        opts = dict(o.split("=", 1) if "=" in o else (o, "1") for o in rest)
+        fit = {"own": "bridge modality's own", "both": "both modalities'"}.get(opts.get("fit", ""), "trained")
+        settings.append((loss, mode, float(weight), float(noise), "both" in opts, fit))
+    cfg = dataclasses.replace(cfg or BridgeStudyConfig(), split="validation",
+                              variants=("plain", "recentring"))
+    anchor = get_anchor(cfg.demo.anchor)
+    return {"seed": cfg.seeds[0], "rows": _seed_rows(cfg.seeds[0], cfg, anchor, log, settings)}
+
+
+def _fit_on_other_texts(parts, m: str, other: str, plain: TextME, anchor, tcfg: TrainConfig,
+                        fit: str):
+    """``m``'s projector bridged through ``other`` with ``g`` fitted on ``other``'s training
+    texts (``fit`` names which); the rest as :func:`textme_sdk.train_projector` does it."""
+    from textme_sdk.engine.trainer import fit_projector
+    from textme_sdk.training import anchor_embeddings, encoder_text_embeddings, fit_bridge_mapping
+
+    p = parts[m]
+    fit_texts = parts[other]["texts"] + (p["texts"] if fit.startswith("both") else [])
+    g = fit_bridge_mapping(plain, other, fit_texts,
+                           anchor_embeddings(anchor, fit_texts, "document", None).float())
+    x = encoder_text_embeddings(p["encoder"], p["texts"], None, dtype=None)
+    y = anchor_embeddings(anchor, p["texts"], "document", None, dtype=None)
+    return fit_projector(x, y, tcfg, input_offset=p["offsets"].mu_text,
+                         bridge_targets=g(y.float()).unsqueeze(1)).projector
 
 
 def format_bridge_table(results: dict[str, Any]) -> str:
@@ -272,4 +334,55 @@ def residual_gap(cfg: BridgeStudyConfig | None = None) -> dict[str, Any]:
                   "consistency": g.gap_consistency}
     a, b = (fitted[m].mu_modal - fitted[m].mu_text for m in parts)
     out["residual direction cosine"] = float(torch.nn.functional.cosine_similarity(a, b, dim=0))
+    return out
+
+
+def asymmetry(specs: list[str], cfg: BridgeStudyConfig | None = None) -> dict[str, dict[str, float]]:
+    """Why a bridge can help image->audio and hurt audio->image (validation, first seed).
+
+    Per setting (as :func:`sweep_bridge` writes them; ``"plain"`` is plain TextME): the norm
+    of the centroid of the projected sounds (how concentrated they are), how far the bridge
+    moved that centroid, the hub skew of the images retrieved at rank 1 by sounds, the mean
+    cosine between each class's sound centroid and its image centroid, and audio->image /
+    image->audio R@1 as measured and after moving the sounds' centroid back onto plain
+    TextME's one (a shift shared by all sounds cannot change image->audio rankings, only
+    audio->image ones).
+    """
+    cfg = dataclasses.replace(cfg or BridgeStudyConfig(), split="validation")
+    seed, anchor = cfg.seeds[0], get_anchor(cfg.demo.anchor)
+    parts = {m: _world_parts(m, seed, cfg, anchor) for m in (cfg.through, cfg.bridged)}
+    plain = _model(anchor, parts, {})
+    data = _eval_data(plain, parts, seed, cfg)
+    a, b = cfg.bridged, cfg.through
+    rel = relevance_from_labels(data[b]["labels"], data[a]["labels"])  # [through, bridged]
+    base = plain.project(data[a]["raw"], a).mean(0)
+    out: dict[str, dict[str, float]] = {}
+    for spec in specs:
+        if spec == "plain":
+            model = plain
+        else:
+            loss, mode, weight, noise, *rest = spec.split(":")
+            tcfg = _train_config(cfg, seed, bridge_weight=float(weight), bridge_noise=float(noise),
+                                 bridge_mode=mode, bridge_loss=loss)
+            pairs = [(a, b)] + ([(b, a)] if "both" in rest else [])
+            model = _model(anchor, parts, {m: train_projector(
+                parts[m]["encoder"], anchor, parts[m]["texts"], parts[m]["offsets"], tcfg,
+                bridge=plain, bridge_modalities=[o]) for m, o in pairs})
+        xa, xb = model.project(data[a]["raw"], a), model.project(data[b]["raw"], b)
+        la, lb = data[a]["labels"], data[b]["labels"]
+        classes = sorted(set(la.tolist()) & set(lb.tolist()))
+        ca = torch.nn.functional.normalize(torch.stack([xa[la == c].mean(0) for c in classes]), dim=-1)
+        cb = torch.nn.functional.normalize(torch.stack([xb[lb == c].mean(0) for c in classes]), dim=-1)
+        occ = torch.bincount((xa @ xb.T).argmax(1), minlength=len(xb)).float()
+        moved = torch.nn.functional.normalize(xa - xa.mean(0) + base, dim=-1)
+        out[spec] = {
+            f"{a} centroid norm": float(xa.mean(0).norm()),
+            f"{a} centroid shift": float((xa.mean(0) - base).norm()),
+            f"{a}->{b} rank-1 hub skew": float(((occ - occ.mean()) ** 3).mean() / occ.std() ** 3),
+            "class centroid cosine": float((ca * cb).sum(-1).mean()),
+            f"{a}->{b} R@1": recall_at_k(xa @ xb.T, rel.T, (1,))["R@1"],
+            f"{b}->{a} R@1": recall_at_k(xb @ xa.T, rel, (1,))["R@1"],
+            f"{a}->{b} R@1, plain centroid": recall_at_k(moved @ xb.T, rel.T, (1,))["R@1"],
+            f"{b}->{a} R@1, plain centroid": recall_at_k(xb @ moved.T, rel, (1,))["R@1"],
+        }
     return out
