@@ -921,7 +921,8 @@ def render_model_card(config: dict[str, Any], entries: dict[str, ModalityEntry])
             i = e.bridge_info
             lines.append(f"\n`{name}` was trained with EmergentBridge through "
                          f"{', '.join(f'`{b}`' for b in e.bridges)} (mode {i.get('mode')}, "
-                         f"lambda {i.get('weight')}, noise {i.get('noise')}).")
+                         f"loss {i.get('loss', 'cosine')}, lambda {i.get('weight')}, "
+                         f"noise {i.get('noise')}).")
         if e.recentring is not None:
             lines.append(f"\n`{name}` embeddings are re-centred in the anchor space (residual gap "
                          f"{e.recentring.gap:.3f}, from {e.recentring.n_modal} samples / "

@@ -31,7 +31,7 @@ from .bundle import (
 )
 from .encoders import AnchorModel, ModalityEncoder, Role, resolve_device
 from .engine.bridge import AnchorRecentring
-from .engine.numerics import nonfinite_rows
+from .engine.numerics import all_finite, nonfinite_rows
 from .engine.offsets import Offsets
 from .engine.projector import Projector
 from .errors import (
@@ -438,9 +438,9 @@ def _as_float_tensor(x: Any, who: str) -> torch.Tensor:
 
 def _check_finite_rows(x: torch.Tensor, what: str, fix: str) -> None:
     """Raise :class:`InvalidEmbeddingError` naming the rows of ``x`` that hold NaN/inf."""
-    rows = nonfinite_rows(x)  # one reduction in the common (finite) case, no temporaries
-    if not len(rows):
+    if all_finite(x):  # the common case: one reduction, no temporaries
         return
+    rows = nonfinite_rows(x)
     raise InvalidEmbeddingError(f"NaN/inf values in {what}: {len(rows)} of {x.shape[0]} rows "
                                 f"(first: {rows[:5].tolist()}); {fix}")
 

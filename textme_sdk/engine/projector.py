@@ -85,11 +85,17 @@ class Projector(nn.Module):
                 if dropout:
                     layers.append(nn.Dropout(dropout))
         self.net = nn.Sequential(*layers)
+        self._device = self.net[0].weight.device
 
     @property
     def device(self) -> torch.device:
-        """Where the projector's weights are."""
-        return self.net[0].weight.device
+        """Where the projector's weights are (kept up to date by ``to()``, ``cuda()``...)."""
+        return self._device
+
+    def _apply(self, fn, *args, **kwargs):  # every move or cast of the weights goes through here
+        out = super()._apply(fn, *args, **kwargs)
+        self._device = self.net[0].weight.device
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Project ``[n, in_dim]`` to L2-normalised ``[n, out_dim]``."""

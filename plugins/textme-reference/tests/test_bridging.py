@@ -82,3 +82,16 @@ def test_asymmetry_of_plain_textme_is_its_own_reference():
     assert out["audio->image R@1, plain centroid"] == pytest.approx(out["audio->image R@1"], abs=1e-6)
     assert out["image->audio R@1, plain centroid"] == pytest.approx(out["image->audio R@1"], abs=1e-6)
     assert 0 < out["audio centroid norm"] <= 1 and -1 <= out["class centroid cosine"] <= 1
+
+
+def test_study_lambda_is_the_one_chosen_for_the_training_length():
+    from textme_reference.bridging import BRIDGE_WEIGHT_BY_EPOCHS, BridgeStudyConfig, study_weight
+    from textme_reference.demo import DemoConfig
+
+    def at(epochs, **kw):
+        return study_weight(BridgeStudyConfig(demo=DemoConfig(out_dir=None, epochs=epochs), **kw))
+
+    assert at(10) == BRIDGE_WEIGHT_BY_EPOCHS[10] == 1.0
+    assert at(30) == at(50) == BRIDGE_WEIGHT_BY_EPOCHS[30] == 0.3
+    assert at(3) == 1.0 and at(20) == 1.0  # nearest measured length; ties go to the shorter
+    assert at(30, bridge_weight=0.7) == 0.7

@@ -57,7 +57,10 @@ VARIANTS = ("plain", "orthogonal", "full", "recentring", "both")
 #: The form of ``L_bridge``, ``lambda`` and noise chosen on the validation split (see
 #: docs/bridging.md).
 DEFAULT_BRIDGE_LOSS = "centred"
-DEFAULT_BRIDGE_WEIGHT = 1.0
+DEFAULT_BRIDGE_WEIGHT = 1.0  # chosen on validation with 10-epoch projectors
+#: ``lambda`` chosen on validation per training length (epochs): longer-trained projectors
+#: fit the anchor better and a strong bridge pulls them off it (docs/bridging.md)
+BRIDGE_WEIGHT_BY_EPOCHS = {10: DEFAULT_BRIDGE_WEIGHT, 30: 0.3}
 DEFAULT_BRIDGE_NOISE = 0.1
 DEFAULT_BOTH_WAYS = True
 
@@ -69,7 +72,9 @@ class BridgeStudyConfig:
     Attributes:
         seeds: world seeds (each trains its own projectors).
         bridged: the modality trained with a bridge; ``through``: the bridge modality.
-        bridge_weight, bridge_noise: ``lambda`` and the proxy noise of both bridge rows.
+        bridge_weight, bridge_noise: ``lambda`` and the proxy noise of both bridge rows;
+            ``bridge_weight=None`` takes the value chosen on validation for the demo's number of
+            epochs (:data:`BRIDGE_WEIGHT_BY_EPOCHS`, the nearest measured length).
         bridge_loss: the form of ``L_bridge`` (:attr:`TrainConfig.bridge_loss`) of both rows.
         both_ways: also train ``through``'s projector again with ``bridged`` as its bridge
             (each bridged through the *plain* projector of the other), instead of retraining
@@ -84,7 +89,7 @@ class BridgeStudyConfig:
     seeds: tuple[int, ...] = (0, 1)
     bridged: str = "audio"
     through: str = "image"
-    bridge_weight: float = DEFAULT_BRIDGE_WEIGHT
+    bridge_weight: float | None = None
     bridge_noise: float = DEFAULT_BRIDGE_NOISE
     bridge_loss: str = DEFAULT_BRIDGE_LOSS
     both_ways: bool = DEFAULT_BOTH_WAYS
@@ -92,6 +97,15 @@ class BridgeStudyConfig:
     demo: DemoConfig = field(default_factory=lambda: DemoConfig(out_dir=None, plots=False))
     variants: tuple[str, ...] = VARIANTS
     recentring_samples: int = 1000
+
+
+def study_weight(cfg: BridgeStudyConfig) -> float:
+    """``cfg.bridge_weight``, or when it is ``None`` the ``lambda`` chosen on validation for the
+    measured training length nearest to ``cfg.demo.epochs``."""
+    if cfg.bridge_weight is not None:
+        return cfg.bridge_weight
+    epochs = min(BRIDGE_WEIGHT_BY_EPOCHS, key=lambda e: (abs(e - cfg.demo.epochs), e))
+    return BRIDGE_WEIGHT_BY_EPOCHS[epochs]
 
 
 def _items(m: str, seed: int, cfg: BridgeStudyConfig) -> list[world.Item]:
@@ -212,7 +226,7 @@ def _seed_rows(seed: int, cfg: BridgeStudyConfig, anchor, log: Callable[[str], N
     trained = {}
     for mode in ("orthogonal", "full"):
         if mode in cfg.variants or (mode == "orthogonal" and "both" in cfg.variants):
-            trained[mode] = bridged(mode, cfg.bridge_weight, cfg.bridge_noise, cfg.bridge_loss,
+            trained[mode] = bridged(mode, study_weight(cfg), cfg.bridge_noise, cfg.bridge_loss,
                                     cfg.both_ways)
             if mode in cfg.variants:
                 rows[mode] = _metrics(_model(anchor, parts, trained[mode]), data)
@@ -238,7 +252,7 @@ def run_bridge_study(cfg: BridgeStudyConfig | None = None,
     cfg = cfg or BridgeStudyConfig()
     anchor = get_anchor(cfg.demo.anchor)
     results = {"config": {"seeds": list(cfg.seeds), "bridged": cfg.bridged, "through": cfg.through,
-                          "bridge_weight": cfg.bridge_weight, "bridge_noise": cfg.bridge_noise,
+                          "bridge_weight": study_weight(cfg), "bridge_noise": cfg.bridge_noise,
                           "bridge_loss": cfg.bridge_loss, "both_ways": cfg.both_ways,
                           "split": cfg.split, "train_texts": cfg.demo.train_texts,
                           "epochs": cfg.demo.epochs, "eval_items": cfg.demo.eval_items},
