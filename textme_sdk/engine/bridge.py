@@ -55,6 +55,18 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return F.normalize(x.float(), dim=-1)
 
 
+def _check_mode(mode: str) -> None:
+    if mode not in BRIDGE_MODES:
+        raise ValueError(f"mode must be one of {BRIDGE_MODES}, got {mode!r}")
+
+
+def _float_inputs(embeddings: torch.Tensor, anchors: torch.Tensor, proxies: torch.Tensor):
+    """``z`` in float32, unit anchors ``[B, d]`` and unit proxies ``[B, k, d]`` (the bridge
+    losses' common start)."""
+    p = _unit(proxies)
+    return embeddings.float(), _unit(anchors), (p.unsqueeze(1) if p.ndim == 2 else p)
+
+
 def _reject(v: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
     """``v - (v . a) a`` per row, for unit rows ``a`` (broadcast over a middle axis)."""
     return v - (v * direction).sum(-1, keepdim=True) * direction
@@ -107,13 +119,9 @@ def bridge_loss(
     Returns:
         A scalar tensor, differentiable w.r.t. ``embeddings``.
     """
-    if mode not in BRIDGE_MODES:
-        raise ValueError(f"mode must be one of {BRIDGE_MODES}, got {mode!r}")
+    _check_mode(mode)
     with torch.autocast(device_type=embeddings.device.type, enabled=False):
-        z, a = embeddings.float(), _unit(anchors)
-        p = _unit(proxies)
-        if p.ndim == 2:
-            p = p.unsqueeze(1)
+        z, a, p = _float_inputs(embeddings, anchors, proxies)
         z, a = z.unsqueeze(1), a.unsqueeze(1)  # [B, 1, d] against [B, k, d]
         if mode == "orthogonal":
             z, p = _reject(z, a), _reject(p, a)
@@ -158,13 +166,9 @@ def contrastive_bridge_loss(
     Returns:
         A scalar tensor, differentiable w.r.t. ``embeddings``.
     """
-    if mode not in BRIDGE_MODES:
-        raise ValueError(f"mode must be one of {BRIDGE_MODES}, got {mode!r}")
+    _check_mode(mode)
     with torch.autocast(device_type=embeddings.device.type, enabled=False):
-        z, a = embeddings.float(), _unit(anchors)
-        p = _unit(proxies)
-        if p.ndim == 2:
-            p = p.unsqueeze(1)
+        z, a, p = _float_inputs(embeddings, anchors, proxies)
         if mode == "orthogonal":
             z = _reject(z, a)
         u = z  # [B, d]: r_i(z_i), not re-normalised
