@@ -181,7 +181,8 @@ class TextME:
             out = self._project(entry, entry.offsets.centre_modal(raw) if use_offsets else raw)
             if recentre and use_offsets and entry.recentring is not None:
                 out = entry.recentring.apply(out)
-        # no NaN leaves embed(): projector outputs are checked in _project, anchor outputs here
+        # no NaN leaves embed(): projector outputs are checked in _project, anchor outputs in
+        # _embed_text
         if single:
             out = out[0]
         return out if convert_to_tensor else out.numpy()
